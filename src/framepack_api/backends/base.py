@@ -1,0 +1,54 @@
+"""What a backend is: turns one job's params into files, reporting through a RunContext.
+
+Backends know nothing of HTTP or SQL. The worker builds the RunContext over the job store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from framepack_api.jobs.schema import JobType
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int  # steps done in the current section, 0..total_steps
+    total_steps: int  # steps per section
+    section: int  # 1-based current section
+    total_sections: int
+    message: str = ""
+
+    @property
+    def percent(self) -> float:
+        """Overall percent across all sections, never per section."""
+        done = (self.section - 1) * self.total_steps + self.step
+        total = max(self.total_sections * self.total_steps, 1)
+        return round(min(100.0, 100.0 * done / total), 2)
+
+
+@dataclass
+class RunContext:
+    workdir: Path
+    progress: Callable[[Progress], None] = lambda p: None
+    preview: Callable[[Path], None] = lambda p: None
+    cancelled: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class JobOutput:
+    """What a backend made. Paths are inside RunContext.workdir."""
+
+    files: dict[str, Path]  # e.g. {"video": .../video.mp4, "thumbnail": .../thumbnail.jpg}
+    seed: int
+    info: dict[str, Any] = field(default_factory=dict)  # frames, fps, width, height, timings
+
+
+class Backend(Protocol):
+    preset: str
+    is_tiny: bool
+
+    def run(self, job_type: JobType, params: dict[str, Any], inputs: dict[str, Path],
+            ctx: RunContext) -> JobOutput: ...

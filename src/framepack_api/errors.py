@@ -1,0 +1,56 @@
+"""Domain errors. They know nothing of HTTP; ``api/app.py`` maps them to status codes in one place.
+
+FramepackAPIError
+├── InvalidInput        the client sent something unusable (field + problem)  -> 422 / 413
+├── JobNotFound         no job with that id                                    -> 404
+├── JobNotReady         the result is asked for before the job completed       -> 409
+├── Conflict            an idempotency key reused with other parameters        -> 409
+└── Unavailable         the database or the model cannot serve now             -> 503
+
+Worker-side signals (never reach HTTP):
+JobCancelled  raised inside a backend when the job was cancelled mid-run.
+LeaseLost     a fenced write changed no row: another worker owns the job now.
+"""
+
+from __future__ import annotations
+
+
+class FramepackAPIError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InvalidInput(FramepackAPIError):
+    def __init__(self, field: str, problem: str, *, too_large: bool = False) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+        self.too_large = too_large
+
+
+class JobNotFound(FramepackAPIError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} not found")
+        self.job_id = job_id
+
+
+class JobNotReady(FramepackAPIError):
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} is {status}, not completed")
+        self.job_id = job_id
+        self.status = status
+
+
+class Conflict(FramepackAPIError):
+    pass
+
+
+class Unavailable(FramepackAPIError):
+    pass
+
+
+class JobCancelled(Exception):
+    """Raised by a backend at a sampling step when the job has been cancelled."""
+
+
+class LeaseLost(Exception):
+    """A fenced write found the job no longer ours (reaped, or cancelled and taken by another)."""

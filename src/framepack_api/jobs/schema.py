@@ -1,0 +1,94 @@
+"""Job types, the status enum with its transition table, and the parameter model of each job type.
+
+Ranges follow FramePack's own Gradio page, so a job that the page accepts, the API accepts.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobType(str, enum.Enum):
+    video = "video"
+
+
+class JobStatus(str, enum.Enum):
+    pending = "pending"
+    processing = "processing"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.cancelled})
+
+# Every status change in the store is one conditional UPDATE from one of these old statuses.
+# processing -> pending is the reaper (lease expired, attempts left) or a worker's clean shutdown.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.pending: frozenset({JobStatus.processing, JobStatus.cancelled, JobStatus.failed}),
+    JobStatus.processing: frozenset(
+        {JobStatus.completed, JobStatus.failed, JobStatus.cancelled, JobStatus.pending}
+    ),
+    JobStatus.completed: frozenset(),
+    JobStatus.failed: frozenset(),
+    JobStatus.cancelled: frozenset(),
+}
+
+
+def can_transition(old: JobStatus, new: JobStatus) -> bool:
+    return new in TRANSITIONS[old]
+
+
+SamplingMode = Literal["reverse", "forward"]
+
+
+class VideoParams(BaseModel):
+    """FramePack image-to-video parameters (seed 000/001), with FramePack's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field("", max_length=4000, description="What happens in the video.",
+                        examples=["The girl dances gracefully, with clear movements, full of charm."])
+    negative_prompt: str = Field("", max_length=4000, description="Used only when cfg > 1.")
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.",
+                      examples=[31337])
+    video_length: float = Field(5.0, gt=0, le=120, description="Length in seconds (30 fps).", examples=[5])
+    latent_window_size: int = Field(9, ge=1, le=33, description="Latent frames per section.")
+    steps: int = Field(25, ge=1, le=100, description="Sampling steps per section.")
+    cfg: float = Field(1.0, ge=1.0, le=32.0, description="Real classifier-free guidance scale.")
+    gs: float = Field(10.0, ge=1.0, le=32.0, description="Distilled guidance scale.")
+    rs: float = Field(0.0, ge=0.0, le=1.0, description="CFG re-scale (FramePack's `rs`).")
+    gpu_memory_preservation: float = Field(6.0, ge=0, le=128,
+                                           description="GB kept free on the GPU when offloading.")
+    use_teacache: bool = Field(True, description="Cache transformer blocks between steps (faster).")
+    mp4_crf: int = Field(16, ge=0, le=51, description="x264 CRF of the MP4: 0 lossless, 51 worst.")
+    sampling_mode: SamplingMode = Field("reverse", description="reverse = FramePack, forward = F1.")
+    resolution: int | None = Field(None, ge=64, le=1280,
+                                   description="Bucket size; default from the server's DEFAULT_RESOLUTION.")
+    has_end_image: bool = Field(False, description="Set by the server when an end_image was uploaded.")
+
+    def sections(self) -> int:
+        return total_sections(self.video_length, self.latent_window_size)
+
+    def total_steps(self) -> int:
+        return self.sections() * self.steps
+
+
+def total_sections(video_length: float, latent_window_size: int) -> int:
+    """FramePack's mapping of seconds to sections at 30 fps."""
+    return max(round(video_length * 30 / (latent_window_size * 4)), 1)
+
+
+def frame_count(sections: int, latent_window_size: int) -> int:
+    """Frames in the decoded video of a FramePack run."""
+    return 4 * sections * latent_window_size + 1
+
+
+PARAMS_BY_TYPE: dict[JobType, type[BaseModel]] = {JobType.video: VideoParams}

@@ -1,0 +1,329 @@
+"""The job store: a job's whole life as short functions, each transition one conditional UPDATE.
+
+Every write that a worker makes about a running job is fenced by (worker_id, attempt): when it
+changes no row, the worker has lost the job (reaped, or cancelled) and must stop.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from framepack_api.errors import Conflict, JobNotFound
+from framepack_api.jobs.db import read_tx, write_tx
+from framepack_api.jobs.schema import JobStatus, JobType
+from framepack_api.jobs.tables import jobs, workers
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    type: JobType
+    status: JobStatus
+    params: dict[str, Any]
+    inputs: dict[str, str]
+    priority: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    worker_id: str | None
+    attempt: int
+    max_attempts: int
+    lease_expires_at: float | None
+    cancel_requested: bool
+    progress: float
+    step: int | None
+    total_steps: int | None
+    section: int | None
+    total_sections: int | None
+    message: str | None
+    error: str | None
+    seed: int | None
+    result: dict[str, Any] | None
+    idempotency_key: str | None
+    request_hash: str | None
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        data = dict(row._mapping)
+        data["type"] = JobType(data["type"])
+        data["status"] = JobStatus(data["status"])
+        data["cancel_requested"] = bool(data["cancel_requested"])
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+class Heartbeat(enum.Enum):
+    """What a fenced progress write found."""
+
+    ok = "ok"
+    cancel_requested = "cancel_requested"
+    lost = "lost"
+
+
+@dataclass(frozen=True)
+class NewJob:
+    type: JobType
+    params: dict[str, Any]
+    inputs: dict[str, str]
+    priority: int = 0
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    id: str = ""
+
+
+class JobStore:
+    def __init__(self, engine: Engine, *, lease_seconds: float = 60.0, max_attempts: int = 3,
+                 clock: Clock = time.time) -> None:
+        self.engine = engine
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.clock = clock
+
+    # -- submit and read ---------------------------------------------------------------------
+
+    def submit(self, new: NewJob) -> tuple[Job, bool]:
+        """Insert a pending job. Returns (job, created); an idempotency key seen before returns
+        the job it made, and raises Conflict when it was used for a different request."""
+        if new.idempotency_key:
+            existing = self.find_by_idempotency_key(new.idempotency_key)
+            if existing is not None:
+                return self._same_request(existing, new), False
+        now = self.clock()
+        values = {
+            "id": new.id or str(uuid.uuid4()), "type": new.type.value, "status": JobStatus.pending.value,
+            "params": new.params, "inputs": new.inputs, "priority": new.priority,
+            "created_at": now, "updated_at": now, "attempt": 0, "max_attempts": self.max_attempts,
+            "cancel_requested": False, "progress": 0.0, "idempotency_key": new.idempotency_key,
+            "request_hash": new.request_hash,
+        }
+        try:
+            with write_tx(self.engine) as conn:
+                row = conn.execute(jobs.insert().values(**values).returning(*jobs.c)).one()
+        except sa.exc.IntegrityError:
+            # Two requests with one key raced; the loser answers with the winner's job.
+            existing = self.find_by_idempotency_key(new.idempotency_key or "")
+            if existing is None:
+                raise
+            return self._same_request(existing, new), False
+        return Job.from_row(row), True
+
+    @staticmethod
+    def _same_request(existing: Job, new: NewJob) -> Job:
+        if existing.request_hash and new.request_hash and existing.request_hash != new.request_hash:
+            raise Conflict("Idempotency-Key was already used for a different request")
+        return existing
+
+    def find_by_idempotency_key(self, key: str) -> Job | None:
+        with read_tx(self.engine) as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.idempotency_key == key)).first()
+        return Job.from_row(row) if row else None
+
+    def get(self, job_id: str) -> Job:
+        with read_tx(self.engine) as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        if row is None:
+            raise JobNotFound(job_id)
+        return Job.from_row(row)
+
+    def position(self, job: Job) -> int | None:
+        """1-based place among pending jobs in claim order; None when not pending."""
+        if job.status is not JobStatus.pending:
+            return None
+        ahead = sa.and_(
+            jobs.c.status == JobStatus.pending.value,
+            sa.or_(
+                jobs.c.priority > job.priority,
+                sa.and_(jobs.c.priority == job.priority, jobs.c.created_at < job.created_at),
+                sa.and_(jobs.c.priority == job.priority, jobs.c.created_at == job.created_at,
+                        jobs.c.id < job.id),
+            ),
+        )
+        with read_tx(self.engine) as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(ahead)).scalar_one()
+        return int(count) + 1
+
+    def list_pending(self, limit: int = 1000) -> list[Job]:
+        return self._select(jobs.c.status == JobStatus.pending.value, _claim_order(), limit)
+
+    def list_processing(self) -> list[Job]:
+        return self._select(jobs.c.status == JobStatus.processing.value, [jobs.c.started_at], 1000)
+
+    def list_finished(self, limit: int) -> list[Job]:
+        terminal = [s.value for s in (JobStatus.completed, JobStatus.failed, JobStatus.cancelled)]
+        return self._select(jobs.c.status.in_(terminal), [jobs.c.finished_at.desc()], limit)
+
+    def list_jobs(self, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
+        where = jobs.c.status == status.value if status else sa.true()
+        return self._select(where, [jobs.c.created_at.desc()], limit)
+
+    def _select(self, where: Any, order: list[Any], limit: int) -> list[Job]:
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(sa.select(jobs).where(where).order_by(*order).limit(limit)).all()
+        return [Job.from_row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all()
+        return {status: int(n) for status, n in rows}
+
+    # -- the worker's side -------------------------------------------------------------------
+
+    def claim(self, worker_id: str) -> Job | None:
+        """Take the next pending job: one conditional UPDATE of one row."""
+        now = self.clock()
+        next_id = (
+            sa.select(jobs.c.id).where(jobs.c.status == JobStatus.pending.value)
+            .order_by(*_claim_order()).limit(1)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite serialises by BEGIN IMMEDIATE
+            .scalar_subquery()
+        )
+        stmt = (
+            jobs.update()
+            .where(jobs.c.id == next_id, jobs.c.status == JobStatus.pending.value)
+            .values(status=JobStatus.processing.value, worker_id=worker_id, attempt=jobs.c.attempt + 1,
+                    started_at=now, lease_expires_at=now + self.lease_seconds, updated_at=now,
+                    message="started", error=None)
+            .returning(*jobs.c)
+        )
+        with write_tx(self.engine) as conn:
+            row = conn.execute(stmt).first()
+        return Job.from_row(row) if row else None
+
+    def heartbeat(self, job: Job, **progress: Any) -> Heartbeat:
+        """Renew the lease, optionally with progress fields. Fenced by worker_id + attempt."""
+        now = self.clock()
+        values = {"lease_expires_at": now + self.lease_seconds, "updated_at": now, **progress}
+        with write_tx(self.engine) as conn:
+            row = conn.execute(
+                _fenced(job).values(**values).returning(jobs.c.cancel_requested)
+            ).first()
+        if row is None:
+            return Heartbeat.lost
+        return Heartbeat.cancel_requested if row[0] else Heartbeat.ok
+
+    def complete(self, job: Job, result: dict[str, Any], seed: int | None) -> bool:
+        return self._finish(job, JobStatus.completed, progress=100.0, result=result, seed=seed,
+                            message="completed")
+
+    def fail(self, job: Job, error: str) -> bool:
+        return self._finish(job, JobStatus.failed, error=error[:4000], message="failed")
+
+    def mark_cancelled(self, job: Job) -> bool:
+        return self._finish(job, JobStatus.cancelled, message="cancelled while running")
+
+    def release(self, job: Job, reason: str) -> bool:
+        """Give a job back to the queue on a clean shutdown; the attempt is not counted."""
+        now = self.clock()
+        with write_tx(self.engine) as conn:
+            n = conn.execute(
+                _fenced(job).values(status=JobStatus.pending.value, worker_id=None, lease_expires_at=None,
+                                    attempt=jobs.c.attempt - 1, updated_at=now, message=reason,
+                                    progress=0.0, step=None, section=None)
+            ).rowcount
+        return n == 1
+
+    def _finish(self, job: Job, status: JobStatus, **values: Any) -> bool:
+        now = self.clock()
+        with write_tx(self.engine) as conn:
+            n = conn.execute(
+                _fenced(job).values(status=status.value, finished_at=now, updated_at=now,
+                                    lease_expires_at=None, **values)
+            ).rowcount
+        return n == 1
+
+    # -- the client's side -------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> Job:
+        """Pending: cancelled at once. Processing: flagged; the worker stops at its next step.
+        Finished: unchanged. Calling it twice is harmless."""
+        now = self.clock()
+        with write_tx(self.engine) as conn:
+            conn.execute(
+                jobs.update().where(jobs.c.id == job_id, jobs.c.status == JobStatus.pending.value)
+                .values(status=JobStatus.cancelled.value, finished_at=now, updated_at=now,
+                        message="cancelled before it started")
+            )
+            conn.execute(
+                jobs.update().where(jobs.c.id == job_id, jobs.c.status == JobStatus.processing.value)
+                .values(cancel_requested=True, updated_at=now, message="cancel requested")
+            )
+        return self.get(job_id)
+
+    # -- the reaper --------------------------------------------------------------------------
+
+    def reap(self) -> list[str]:
+        """Return jobs whose lease ran out to the queue, or fail them when attempts are spent."""
+        now = self.clock()
+        expired = sa.and_(jobs.c.status == JobStatus.processing.value, jobs.c.lease_expires_at < now)
+        with write_tx(self.engine) as conn:
+            cancelled = conn.execute(
+                jobs.update().where(expired, jobs.c.cancel_requested.is_(True))
+                .values(status=JobStatus.cancelled.value, finished_at=now, updated_at=now,
+                        lease_expires_at=None, message="cancelled; its worker stopped answering")
+                .returning(jobs.c.id)
+            ).scalars().all()
+            failed = conn.execute(
+                jobs.update().where(expired, jobs.c.attempt >= jobs.c.max_attempts)
+                .values(status=JobStatus.failed.value, finished_at=now, updated_at=now,
+                        lease_expires_at=None, error="worker lost: no attempts left",
+                        message="failed")
+                .returning(jobs.c.id)
+            ).scalars().all()
+            requeued = conn.execute(
+                jobs.update().where(expired)
+                .values(status=JobStatus.pending.value, worker_id=None, lease_expires_at=None,
+                        updated_at=now, message="requeued: its worker stopped answering",
+                        progress=0.0, step=None, section=None)
+                .returning(jobs.c.id)
+            ).scalars().all()
+        return [*cancelled, *failed, *requeued]
+
+    def delete(self, job_id: str) -> None:
+        with write_tx(self.engine) as conn:
+            conn.execute(jobs.delete().where(jobs.c.id == job_id))
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def worker_seen(self, worker_id: str, *, state: str, pid: int, hostname: str, preset: str | None,
+                    current_job_id: str | None = None) -> None:
+        now = self.clock()
+        values = {"state": state, "last_seen_at": now, "current_job_id": current_job_id,
+                  "preset": preset}
+        with write_tx(self.engine) as conn:
+            n = conn.execute(workers.update().where(workers.c.id == worker_id).values(**values)).rowcount
+            if n == 0:
+                conn.execute(workers.insert().values(id=worker_id, pid=pid, hostname=hostname,
+                                                     started_at=now, **values))
+
+    def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
+        since = self.clock() - within_seconds
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(workers).where(workers.c.last_seen_at >= since, workers.c.state != "stopped")
+                .order_by(workers.c.started_at)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+
+def _claim_order() -> list[Any]:
+    return [jobs.c.priority.desc(), jobs.c.created_at, jobs.c.id]
+
+
+def _fenced(job: Job) -> sa.Update:
+    return jobs.update().where(
+        jobs.c.id == job.id,
+        jobs.c.status == JobStatus.processing.value,
+        jobs.c.worker_id == job.worker_id,
+        jobs.c.attempt == job.attempt,
+    )
+

@@ -1,0 +1,54 @@
+"""SQLAlchemy Core tables. The schema itself is owned by the Alembic migrations; keep both in step."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),  # name -> path relative to the storage root
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Float, nullable=False),  # unix seconds; portable and sortable
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("worker_id", sa.String(128)),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("lease_expires_at", sa.Float),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("progress", sa.Float, nullable=False, server_default="0"),
+    sa.Column("step", sa.Integer),
+    sa.Column("total_steps", sa.Integer),
+    sa.Column("section", sa.Integer),
+    sa.Column("total_sections", sa.Integer),
+    sa.Column("message", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("seed", sa.BigInteger),
+    sa.Column("result", sa.JSON),  # name -> path relative to the storage root, plus info
+    sa.Column("idempotency_key", sa.String(255)),
+    sa.Column("request_hash", sa.String(64)),  # what the idempotency key was first used for
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_jobs_claim_order", "status", "priority", "created_at"),
+    sa.Index("ix_jobs_lease", "status", "lease_expires_at"),
+    sa.Index("ix_jobs_idempotency_key", "idempotency_key", unique=True),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("preset", sa.String(64)),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("last_seen_at", sa.Float, nullable=False),
+    sa.Column("current_job_id", sa.String(36)),
+    sa.Column("state", sa.String(16), nullable=False),  # starting | idle | busy | stopped
+)

@@ -1,0 +1,70 @@
+"""Files of jobs under one root: inputs/<job_id>/, outputs/<job_id>/, work/<job_id>/.
+
+Paths stored in the database are relative to the root, so a data directory can move.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        for sub in ("inputs", "outputs", "work"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def input_dir(self, job_id: str) -> Path:
+        return self.root / "inputs" / job_id
+
+    def output_dir(self, job_id: str) -> Path:
+        return self.root / "outputs" / job_id
+
+    def work_dir(self, job_id: str, attempt: int) -> Path:
+        path = self.root / "work" / f"{job_id}-{attempt}"
+        shutil.rmtree(path, ignore_errors=True)  # a crashed earlier run of this attempt
+        path.mkdir(parents=True)
+        return path
+
+    def write_input(self, job_id: str, name: str, data: bytes) -> str:
+        """Write atomically; returns the path relative to the root."""
+        directory = self.input_dir(job_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / name
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+        return self.relative(target)
+
+    def publish(self, job_id: str, files: dict[str, Path]) -> dict[str, str]:
+        """Move a finished run's files to outputs/<job_id>/ and return their relative paths."""
+        out = self.output_dir(job_id)
+        out.mkdir(parents=True, exist_ok=True)
+        published = {}
+        for name, path in files.items():
+            target = out / path.name
+            os.replace(path, target)
+            published[name] = self.relative(target)
+        return published
+
+    def relative(self, path: Path) -> str:
+        return str(path.resolve().relative_to(self.root))
+
+    def resolve(self, relative: str) -> Path:
+        path = (self.root / relative).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"path outside storage: {relative}")
+        return path
+
+    def remove_job(self, job_id: str) -> None:
+        shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
+        shutil.rmtree(self.output_dir(job_id), ignore_errors=True)
+        for work in (self.root / "work").glob(f"{job_id}-*"):
+            shutil.rmtree(work, ignore_errors=True)
+
+    def discard_work(self, job_id: str, attempt: int) -> None:
+        shutil.rmtree(self.root / "work" / f"{job_id}-{attempt}", ignore_errors=True)
