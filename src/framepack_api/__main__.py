@@ -1,0 +1,3 @@
+from framepack_api.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""create_app(settings): the FastAPI app, its lifespan, routers, and the one error-to-HTTP map."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from framepack_api import __version__
+from framepack_api.api.deps import AppState
+from framepack_api.api.routes import native
+from framepack_api.errors import Conflict, InvalidInput, JobNotFound, JobNotReady, Unavailable
+from framepack_api.hardware import TINY_WARNING, default_resolution, effective_model
+from framepack_api.jobs.db import create_engine, upgrade
+from framepack_api.jobs.store import JobStore
+from framepack_api.settings import Settings, get_settings
+from framepack_api.storage import LocalStorage
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+FramePack image-to-video and image generation as a durable job queue.
+
+Submit a job (`POST /generate`), get its id at once, then poll `GET /status/{job_id}` and
+download `GET /result/{job_id}`. Jobs live in a database and run in separate worker processes;
+an accepted job is never lost.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.resolved_database_url)
+        await run_in_threadpool(upgrade, engine)
+        model = await run_in_threadpool(effective_model, settings)
+        if model == "tiny":
+            log.warning(TINY_WARNING)
+        store = JobStore(engine, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts)
+        app.state.framepack = AppState(
+            settings=settings, engine=engine, store=store, storage=LocalStorage(settings.storage_dir),
+            model=model, default_resolution=default_resolution(settings),
+        )
+        reaper = asyncio.create_task(_reap_forever(store, settings.reap_interval_seconds))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            engine.dispose()
+
+    app = FastAPI(title="framepack-api", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.include_router(native.router)
+    _install_error_handlers(app)
+    return app
+
+
+async def _reap_forever(store: JobStore, interval: float) -> None:
+    """Jobs whose worker died go back to the queue even when no worker is polling."""
+    while True:
+        try:
+            reaped = await run_in_threadpool(store.reap)
+            if reaped:
+                log.warning("requeued or failed %d job(s) with expired leases: %s", len(reaped), reaped)
+        except Exception:  # the database may be briefly unreachable; try again next round
+            log.exception("reaper round failed")
+        await asyncio.sleep(interval)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InvalidInput)
+    async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        status = 413 if exc.too_large else 422
+        body = {"detail": [{"loc": ["body", exc.field], "msg": exc.problem, "type": "value_error"}]}
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(JobNotFound)
+    async def _not_found(_: Request, exc: JobNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(JobNotReady)
+    async def _not_ready(_: Request, exc: JobNotReady) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "status": exc.status}, status_code=409)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)

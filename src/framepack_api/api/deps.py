@@ -1,0 +1,36 @@
+"""Per-app state and the dependencies routes ask for, as Annotated aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.engine import Engine
+
+from framepack_api.jobs.store import JobStore
+from framepack_api.settings import Settings
+from framepack_api.storage import LocalStorage
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    store: JobStore
+    storage: LocalStorage
+    model: str  # the preset workers load: "tiny" or "framepack"
+    default_resolution: int
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.framepack
+    return state
+
+
+def get_store(request: Request) -> JobStore:
+    return get_state(request).store
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+StoreDep = Annotated[JobStore, Depends(get_store)]

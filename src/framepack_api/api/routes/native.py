@@ -1,0 +1,177 @@
+"""The native API of seeds 000/001: /generate, /status, /result, /queue, /cancel, /health."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+from framepack_api.api.deps import StateDep, StoreDep
+from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
+from framepack_api.api.uploads import check_size, decode_base64
+from framepack_api.api.views import JobAccepted, JobView, iso, job_view
+from framepack_api.errors import InvalidInput, JobNotReady
+from framepack_api.hardware import TINY_WARNING
+from framepack_api.jobs.db import ping
+from framepack_api.jobs.schema import JobStatus, VideoParams
+
+router = APIRouter(tags=["video jobs"])
+
+IMAGE_FIELDS = ("image", "end_image")
+
+
+class GenerateJSON(VideoParams):
+    image: str = Field(description="Start image, base64 (a data: URL prefix is allowed).")
+    end_image: str | None = Field(None, description="Optional end image, base64; reverse sampling only.")
+    priority: int = Field(0, ge=-100, le=100, description="Higher runs first; ties run oldest first.")
+
+
+def _openapi_body() -> dict[str, Any]:
+    schema = GenerateJSON.model_json_schema()
+    schema["properties"].pop("has_end_image", None)
+    multipart = json.loads(json.dumps(schema))
+    for name in IMAGE_FIELDS:
+        multipart["properties"][name] = {"type": "string", "format": "binary",
+                                         "description": schema["properties"][name].get("description", "")}
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": multipart},
+        "application/json": {"schema": schema, "example": {
+            "image": "<base64 PNG or JPEG>", "prompt": "The girl dances gracefully", "video_length": 5,
+            "seed": 31337, "steps": 25}},
+    }}}
+
+
+@router.post("/generate", status_code=202, response_model=JobAccepted, openapi_extra=_openapi_body(),
+             summary="Queue an image-to-video job",
+             responses={413: {"description": "Upload or image too large"},
+                        422: {"description": "A field is invalid; `detail` names it"}})
+async def generate(
+    request: Request, state: StateDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255,
+                                                  description="Same key, same job: retries are safe.")] = None,
+) -> JSONResponse:
+    fields, images = await _read_generate_body(request, state.settings.max_upload_bytes)
+    priority = parse_priority(fields.pop("priority", None))
+    params = validate_video_params(state, fields, has_end_image="end_image" in images)
+    job, created = await run_in_threadpool(
+        submit_video, state, params, images, priority=priority, idempotency_key=idempotency_key
+    )
+    body = JobAccepted(job_id=job.id, status=job.status).model_dump(mode="json")
+    return JSONResponse(body, status_code=202 if created else 200,
+                        headers={"Location": f"/status/{job.id}"})
+
+
+async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+    content_type = request.headers.get("content-type", "")
+    fields: dict[str, Any] = {}
+    images: dict[str, bytes] = {}
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_part_size=max_bytes + 1)
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key not in IMAGE_FIELDS:
+                    raise InvalidInput(key, "unexpected file field")
+                data = await value.read(max_bytes + 1)
+                if data or key == "image":
+                    check_size(key, data, max_bytes)
+                    images[key] = data
+            elif key in IMAGE_FIELDS:
+                if value:
+                    images[key] = decode_base64(key, value, max_bytes)
+                    check_size(key, images[key], max_bytes)
+            else:
+                fields[key] = value
+    elif content_type.startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            raise InvalidInput("body", "not valid JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidInput("body", "must be a JSON object")
+        for key in IMAGE_FIELDS:
+            value = body.pop(key, None)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise InvalidInput(key, "must be a base64 string")
+            images[key] = decode_base64(key, value, max_bytes)
+            check_size(key, images[key], max_bytes)
+        fields = body
+    else:
+        raise InvalidInput("body", "send multipart/form-data with an `image` file, "
+                                   "or application/json with a base64 `image`")
+    if "image" not in images:
+        raise InvalidInput("image", "required: the start image")
+    fields.pop("has_end_image", None)  # set by the server, never by the client
+    return fields, images
+
+
+@router.get("/status/{job_id}", response_model=JobView, summary="A job's status and progress")
+def status(job_id: str, store: StoreDep) -> JobView:
+    job = store.get(job_id)
+    return job_view(job, store.position(job))
+
+
+@router.get("/result/{job_id}", summary="The finished MP4",
+            responses={200: {"content": {"video/mp4": {}}}, 404: {"description": "Unknown job"},
+                       409: {"description": "Not completed yet; the body gives the status"}})
+def result(job_id: str, state: StateDep) -> FileResponse:
+    job = state.store.get(job_id)
+    if job.status is not JobStatus.completed or not job.result:
+        raise JobNotReady(job_id, job.status.value)
+    path = state.storage.resolve(job.result["video"])
+    return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+
+
+@router.get("/queue", summary="Pending jobs in run order, then running, then recently finished")
+def queue(state: StateDep) -> dict[str, list[dict[str, Any]]]:
+    store = state.store
+    entries: list[dict[str, Any]] = []
+    for position, job in enumerate(store.list_pending(), start=1):
+        entries.append(_queue_entry(job, position))
+    entries += [_queue_entry(job, None) for job in store.list_processing()]
+    entries += [_queue_entry(job, None) for job in store.list_finished(state.settings.recent_finished_limit)]
+    return {"queue": entries}
+
+
+def _queue_entry(job: Any, position: int | None) -> dict[str, Any]:
+    return {"job_id": job.id, "type": job.type.value, "status": job.status.value, "position": position,
+            "progress": job.progress, "priority": job.priority, "prompt": job.params.get("prompt", "")[:200],
+            "created_at": iso(job.created_at), "finished_at": iso(job.finished_at)}
+
+
+@router.post("/cancel/{job_id}", response_model=JobView, summary="Cancel a job (idempotent)")
+def cancel(job_id: str, store: StoreDep) -> JobView:
+    job = store.cancel(job_id)
+    return job_view(job, store.position(job))
+
+
+class Health(BaseModel):
+    status: str
+    database: bool
+    workers_alive: int
+    workers: list[dict[str, Any]]
+    model: str
+    tiny_model: bool
+    warning: str | None = None
+    counts: dict[str, int]
+
+
+@router.get("/health", response_model=Health, tags=["service"])
+def health(state: StateDep) -> JSONResponse:
+    db_ok = ping(state.engine)
+    workers = state.store.live_workers(state.settings.lease_seconds) if db_ok else []
+    body = Health(
+        status="ok" if db_ok else "unavailable", database=db_ok, workers_alive=len(workers),
+        workers=[{"id": w["id"], "state": w["state"], "pid": w["pid"], "hostname": w["hostname"],
+                  "current_job_id": w["current_job_id"], "preset": w["preset"]} for w in workers],
+        model=state.model, tiny_model=state.model == "tiny",
+        warning=TINY_WARNING if state.model == "tiny" else None,
+        counts=state.store.counts() if db_ok else {},
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if db_ok else 503)

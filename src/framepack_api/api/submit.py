@@ -1,0 +1,94 @@
+"""Turning an accepted request into a job: validate everything, then write files, then the row.
+
+Shared by every dialect (native, OpenAI-compatible, training service) so that they queue jobs
+the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from framepack_api.api.deps import AppState
+from framepack_api.api.uploads import normalise_image
+from framepack_api.errors import InvalidInput
+from framepack_api.jobs.schema import JobType, VideoParams
+from framepack_api.jobs.store import Job, NewJob
+
+PRIORITY_RANGE = (-100, 100)
+
+
+def validate_video_params(state: AppState, fields: dict[str, Any], *, has_end_image: bool) -> VideoParams:
+    """Parse FramePack parameters; fill the server's default resolution; enforce server limits."""
+    fields = {k: v for k, v in fields.items() if v is not None and v != ""}
+    try:
+        params = VideoParams.model_validate({**fields, "has_end_image": has_end_image})
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+    if params.resolution is None:
+        params = params.model_copy(update={"resolution": state.default_resolution})
+    settings = state.settings
+    if params.resolution is not None and params.resolution > settings.max_resolution:
+        raise InvalidInput("resolution", f"{params.resolution} is above this server's "
+                                         f"MAX_RESOLUTION of {settings.max_resolution}")
+    if params.video_length > settings.max_video_seconds:
+        raise InvalidInput("video_length", f"{params.video_length} s is above this server's limit of "
+                                           f"{settings.max_video_seconds} s")
+    if has_end_image and params.sampling_mode == "forward":
+        raise InvalidInput("end_image", "an end image needs sampling_mode 'reverse'; "
+                                        "forward (F1) sampling cannot take one")
+    return params
+
+
+def parse_priority(value: Any) -> int:
+    if value in (None, ""):
+        return 0
+    try:
+        priority = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput("priority", f"must be an integer, got {value!r}") from None
+    low, high = PRIORITY_RANGE
+    if not low <= priority <= high:
+        raise InvalidInput("priority", f"must be between {low} and {high}, got {priority}")
+    return priority
+
+
+def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes], *, priority: int = 0,
+                 idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """images: raw upload bytes by field name ("image", optional "end_image"), size-checked."""
+    store, storage = state.store, state.storage
+    request_hash = _request_hash(params.model_dump(), images, priority)
+    if idempotency_key:
+        existing = store.find_by_idempotency_key(idempotency_key)
+        if existing is not None:
+            return store.same_request(existing, NewJob(JobType.video, {}, {}, request_hash=request_hash)), False
+    # Decode every image before writing any, so that a bad end_image leaves no orphan image.
+    pngs = {name: normalise_image(name, data, state.settings.max_image_pixels) for name, data in images.items()}
+    job_id = str(uuid.uuid4())
+    try:
+        inputs = {name: storage.write_input(job_id, f"{name}.png", png) for name, png in pngs.items()}
+        job, created = store.submit(NewJob(
+            type=JobType.video, params=params.model_dump(), inputs=inputs, priority=priority,
+            idempotency_key=idempotency_key, request_hash=request_hash, id=job_id,
+        ))
+    except BaseException:
+        storage.remove_job(job_id)
+        raise
+    if not created:  # lost an idempotency race: the files written for this request are not needed
+        storage.remove_job(job_id)
+    return job, created
+
+
+def _request_hash(params: dict[str, Any], images: dict[str, bytes], priority: int) -> str:
+    digest = hashlib.sha256(json.dumps({"params": params, "priority": priority}, sort_keys=True).encode())
+    for name in sorted(images):
+        digest.update(name.encode())
+        digest.update(hashlib.sha256(images[name]).digest())
+    return digest.hexdigest()

@@ -1,0 +1,55 @@
+"""How a job looks to HTTP clients of the native API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from framepack_api.jobs.schema import JobStatus, JobType
+from framepack_api.jobs.store import Job
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat() if ts is not None else None
+
+
+class JobAccepted(BaseModel):
+    job_id: str = Field(examples=["3f2c6a53-0d0e-4a53-9a5d-8a2b1f4b9f11"])
+    status: JobStatus = Field(examples=["pending"])
+
+
+class JobView(BaseModel):
+    job_id: str
+    type: JobType
+    status: JobStatus
+    progress: float = Field(description="Overall percent across all sections, 0-100.")
+    step: int | None = Field(None, description="Step within the current section.")
+    total_steps: int | None = Field(None, description="Steps per section.")
+    section: int | None = None
+    total_sections: int | None = None
+    message: str | None = None
+    queue_position: int | None = Field(None, description="1-based place among pending jobs.")
+    seed: int | None = Field(None, description="The seed actually used (set once the job ran).")
+    priority: int = 0
+    attempt: int = 0
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    cancel_requested: bool = False
+    params: dict[str, Any] = Field(default_factory=dict)
+    result_url: str | None = None
+
+
+def job_view(job: Job, position: int | None = None) -> JobView:
+    return JobView(
+        job_id=job.id, type=job.type, status=job.status, progress=job.progress, step=job.step,
+        total_steps=job.total_steps, section=job.section, total_sections=job.total_sections,
+        message=job.message, queue_position=position, seed=job.seed, priority=job.priority,
+        attempt=job.attempt, created_at=iso(job.created_at), started_at=iso(job.started_at),
+        finished_at=iso(job.finished_at), error=job.error, cancel_requested=job.cancel_requested,
+        params=job.params,
+        result_url=f"/result/{job.id}" if job.status is JobStatus.completed else None,
+    )

@@ -1,0 +1,227 @@
+"""`framepack-api`: serve | worker | generate | jobs | models | db."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from framepack_api.settings import ModelChoice, Settings
+
+app = typer.Typer(help="FramePack video and image generation as a job server.", no_args_is_help=True)
+jobs_app = typer.Typer(help="List, inspect and cancel jobs on a server.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+models_app = typer.Typer(help="Model presets.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+console = Console(stderr=True)
+
+ServerOpt = Annotated[str, typer.Option("--server", "-s", envvar="FRAMEPACK_API_SERVER",
+                                        help="Base URL of the server.")]
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Environment and .env first, then the flags that were given."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Embedded worker processes (0 = API only).")] = None,
+    model: Annotated[str | None, typer.Option(help="auto | framepack | tiny")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
+) -> None:
+    """Run the HTTP API and the embedded worker processes."""
+    import uvicorn
+
+    from framepack_api.api.app import create_app
+    from framepack_api.jobs.db import create_engine, upgrade
+    from framepack_api.worker.supervisor import Supervisor
+
+    _logging()
+    settings = _settings(host=host, port=port, workers=workers, model=_model(model), data_dir=data_dir,
+                         database_url=database_url)
+    engine = create_engine(settings.resolved_database_url)
+    upgrade(engine)  # before any worker starts, so they never race to create the schema
+    engine.dispose()
+    supervisor = Supervisor(settings, settings.workers)
+    supervisor.start()
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    finally:
+        supervisor.stop()
+
+
+@app.command()
+def worker(
+    model: Annotated[str | None, typer.Option(help="auto | framepack | tiny")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (shared with the API).")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
+    max_jobs: Annotated[int | None, typer.Option(help="Exit after this many jobs.")] = None,
+) -> None:
+    """Run one worker process: load the model once, then take jobs from the database."""
+    from framepack_api.backends.registry import create_backend
+    from framepack_api.worker.runner import Worker
+
+    _logging()
+    settings = _settings(model=_model(model), data_dir=data_dir, database_url=database_url)
+    runner = Worker(settings, create_backend)
+    runner.install_signal_handlers()
+    runner.run_forever(max_jobs=max_jobs)
+
+
+def _model(value: str | None) -> ModelChoice | None:
+    if value is None:
+        return None
+    allowed = ("auto", "framepack", "framepack-f1", "tiny")
+    if value not in allowed:
+        raise typer.BadParameter(f"must be one of {', '.join(allowed)}", param_hint="--model")
+    return value  # type: ignore[return-value]
+
+
+@app.command()
+def generate(
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Start image.")],
+    prompt: Annotated[str, typer.Option(help="What happens in the video.")] = "",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to save the MP4.")] = None,
+    end_image: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
+    seconds: Annotated[float | None, typer.Option("--seconds", help="video_length in seconds.")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    steps: Annotated[int | None, typer.Option()] = None,
+    resolution: Annotated[int | None, typer.Option()] = None,
+    sampling_mode: Annotated[str | None, typer.Option(help="reverse | forward")] = None,
+    server: ServerOpt = DEFAULT_SERVER,
+) -> None:
+    """Submit a video job, show its progress, and download the MP4."""
+    from framepack_api.client import APIError, Client, JobFailed
+
+    with Client(server) as api:
+        try:
+            job = api.submit_video(image, end_image=end_image, prompt=prompt, video_length=seconds,
+                                   seed=seed, steps=steps, resolution=resolution,
+                                   sampling_mode=sampling_mode)
+        except APIError as exc:
+            console.print(f"[red]refused:[/red] {exc.detail}")
+            raise typer.Exit(2) from None
+        job_id = job["job_id"]
+        console.print(f"job [bold]{job_id}[/bold] queued")
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                      TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("pending", total=100)
+
+            def show(status: dict[str, Any]) -> None:
+                label = status["status"]
+                if status.get("queue_position"):
+                    label += f" (#{status['queue_position']} in queue)"
+                elif status.get("total_sections"):
+                    label += f" section {status['section']}/{status['total_sections']}"
+                bar.update(task, completed=status["progress"], description=label)
+
+            try:
+                final = api.wait(job_id, on_progress=show, poll_interval=0.5)
+            except JobFailed as exc:
+                console.print(f"[red]{exc}[/red]")
+                raise typer.Exit(1) from None
+        target = api.download(job_id, out or Path(f"{job_id}.mp4"))
+        console.print(f"saved {target} (seed {final['seed']})")
+
+
+@jobs_app.command("ls")
+def jobs_ls(server: ServerOpt = DEFAULT_SERVER) -> None:
+    """The queue: pending in run order, then running, then recently finished."""
+    from framepack_api.client import Client
+
+    with Client(server) as api:
+        entries = api.queue()
+    table = Table("job_id", "type", "status", "pos", "progress", "prompt")
+    for e in entries:
+        table.add_row(e["job_id"], e["type"], e["status"], str(e["position"] or ""),
+                      f"{e['progress']:.0f}%", e["prompt"][:40])
+    Console().print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
+    """A job's full status as JSON."""
+    import json
+
+    from framepack_api.client import APIError, Client
+
+    with Client(server) as api:
+        try:
+            print(json.dumps(api.status(job_id), indent=2))
+        except APIError as exc:
+            console.print(f"[red]{exc.detail}[/red]")
+            raise typer.Exit(1) from None
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
+    """Cancel a job: pending at once, running at its next sampling step."""
+    from framepack_api.client import APIError, Client
+
+    with Client(server) as api:
+        try:
+            status = api.cancel(job_id)
+        except APIError as exc:
+            console.print(f"[red]{exc.detail}[/red]")
+            raise typer.Exit(1) from None
+    note = " (stops at the next sampling step)" if status["cancel_requested"] and \
+        status["status"] == "processing" else ""
+    print(f"{job_id}: {status['status']}{note}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: Annotated[str | None, typer.Option()] = None,
+               data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Apply the schema migrations (the server also does this on start)."""
+    from framepack_api.jobs.db import create_engine, upgrade
+
+    settings = _settings(database_url=database_url, data_dir=data_dir)
+    upgrade(create_engine(settings.resolved_database_url))
+    print(f"schema is at head on {settings.resolved_database_url}")
+
+
+@models_app.command("ls")
+def models_ls() -> None:
+    """Presets and which one `auto` picks here."""
+    from framepack_api.hardware import effective_model
+
+    settings = Settings()
+    print(f"setting MODEL={settings.model} -> {effective_model(settings)}")
+    print(f"framepack     reverse sampling: {settings.transformer_repo}")
+    print(f"framepack-f1  forward sampling: {settings.transformer_f1_repo}")
+    print(f"  shared parts: {settings.hunyuan_repo}, image encoder {settings.siglip_repo}")
+    print("tiny          random weights, built offline; for tests and machines without a GPU")
+
+
+@models_app.command("build-tiny")
+def models_build_tiny(data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Build the tiny model now (otherwise the first worker builds it)."""
+    from framepack_api.backends.framepack.tiny import ensure_tiny_model
+
+    settings = _settings(data_dir=data_dir)
+    print(ensure_tiny_model(settings.models_dir))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

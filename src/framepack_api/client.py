@@ -1,0 +1,122 @@
+"""A Python client of the native API, over httpx.
+
+    from framepack_api.client import Client
+    with Client("http://127.0.0.1:8000") as api:
+        job = api.submit_video("start.png", prompt="The girl dances", video_length=2)
+        api.wait(job["job_id"], on_progress=lambda s: print(s["progress"]))
+        api.download(job["job_id"], "out.mp4")
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+class APIError(Exception):
+    """The server answered with an error status; `detail` is its JSON `detail`."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class JobFailed(Exception):
+    def __init__(self, status: dict[str, Any]) -> None:
+        super().__init__(f"job {status['job_id']} {status['status']}: {status.get('error') or ''}")
+        self.status = status
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 60.0,
+                 api_key: str | None = None, transport: httpx.BaseTransport | None = None) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers,
+                                 transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType] | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _json(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise APIError(response.status_code, detail)
+        return response.json()
+
+    def submit_video(self, image: str | Path | bytes, *, end_image: str | Path | bytes | None = None,
+                     idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
+        files = {"image": ("image", _read(image), "application/octet-stream")}
+        if end_image is not None:
+            files["end_image"] = ("end_image", _read(end_image), "application/octet-stream")
+        data = {k: _form_value(v) for k, v in params.items() if v is not None}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return dict(self._json(self.http.post("/generate", data=data, files=files, headers=headers)))
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return dict(self._json(self.http.get(f"/status/{job_id}")))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return dict(self._json(self.http.post(f"/cancel/{job_id}")))
+
+    def queue(self) -> list[dict[str, Any]]:
+        return list(self._json(self.http.get("/queue"))["queue"])
+
+    def health(self) -> dict[str, Any]:
+        return dict(self._json(self.http.get("/health")))
+
+    def wait(self, job_id: str, *, on_progress: Callable[[dict[str, Any]], None] | None = None,
+             poll_interval: float = 1.0, timeout: float | None = None, raise_on_failure: bool = True,
+             ) -> dict[str, Any]:
+        """Poll until the job ends; returns its final status."""
+        deadline = time.monotonic() + timeout if timeout else None
+        while True:
+            status = self.status(job_id)
+            if on_progress:
+                on_progress(status)
+            if status["status"] in TERMINAL:
+                if raise_on_failure and status["status"] != "completed":
+                    raise JobFailed(status)
+                return status
+            if deadline and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {status['status']} after {timeout}s")
+            time.sleep(poll_interval)
+
+    def download(self, job_id: str, dest: str | Path) -> Path:
+        dest = Path(dest)
+        with self.http.stream("GET", f"/result/{job_id}") as response:
+            if response.status_code >= 400:
+                response.read()
+                self._json(response)
+            tmp = dest.with_name(dest.name + ".part")
+            with tmp.open("wb") as f:
+                for chunk in response.iter_bytes():
+                    f.write(chunk)
+            tmp.replace(dest)
+        return dest
+
+
+def _read(source: str | Path | bytes) -> bytes:
+    return source if isinstance(source, bytes) else Path(source).read_bytes()
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,174 @@
+"""The worker: load the backend once, then claim → run → complete, one job at a time.
+
+The job's row is the only state. A lease, renewed by every progress write and by a heartbeat
+thread, proves the job is still ours; a write that changes no row means it is not, and we stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from types import FrameType
+
+from framepack_api.backends.base import Backend, Progress, RunContext
+from framepack_api.errors import JobCancelled, LeaseLost
+from framepack_api.jobs.db import create_engine, upgrade
+from framepack_api.jobs.store import Heartbeat, Job, JobStore
+from framepack_api.settings import Settings
+from framepack_api.storage import LocalStorage
+
+log = logging.getLogger(__name__)
+
+# Progress writes closer together than this are folded into the next one; the cancel flag
+# comes back with each write, so cancellation is still seen within this time.
+PROGRESS_WRITE_INTERVAL = 0.25
+
+
+class ShutdownRequested(Exception):
+    """SIGTERM/SIGINT arrived while a job was running: give the job back and exit."""
+
+
+class Worker:
+    def __init__(self, settings: Settings, backend_factory: Callable[[Settings], Backend]) -> None:
+        self.settings = settings
+        self.backend_factory = backend_factory
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.engine = create_engine(settings.resolved_database_url)
+        self.store = JobStore(self.engine, lease_seconds=settings.lease_seconds,
+                              max_attempts=settings.max_attempts)
+        self.storage = LocalStorage(settings.storage_dir)
+        self.stopping = threading.Event()
+        self.preset: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        def _stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("worker %s: signal %d, stopping after the current step", self.id, signum)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+
+    def run_forever(self, *, max_jobs: int | None = None) -> None:
+        upgrade(self.engine)
+        self._seen("starting")
+        backend = self.backend_factory(self.settings)
+        self.preset = backend.preset
+        log.info("worker %s ready with model %s", self.id, backend.preset)
+        done = 0
+        last_seen = 0.0
+        try:
+            while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
+                self.store.reap()
+                job = self.store.claim(self.id)
+                if job is None:
+                    if time.monotonic() - last_seen > self.settings.heartbeat_seconds:
+                        self._seen("idle")
+                        last_seen = time.monotonic()
+                    self.stopping.wait(self.settings.poll_interval_seconds)
+                    continue
+                self.run_one(backend, job)
+                done += 1
+                last_seen = 0.0
+        finally:
+            self._seen("stopped")
+            self.engine.dispose()
+
+    def _seen(self, state: str, job_id: str | None = None) -> None:
+        self.store.worker_seen(self.id, state=state, pid=os.getpid(), hostname=socket.gethostname(),
+                               preset=self.preset, current_job_id=job_id)
+
+    # -- one job -----------------------------------------------------------------------------
+
+    def run_one(self, backend: Backend, job: Job) -> None:
+        log.info("job %s: attempt %d of %d", job.id, job.attempt, job.max_attempts)
+        self._seen("busy", job.id)
+        lease = _Lease(self.store, job, self.settings.heartbeat_seconds, self.stopping)
+        workdir = self.storage.work_dir(job.id, job.attempt)
+        ctx = RunContext(workdir=workdir, progress=lease.report, cancelled=lease.check)
+        inputs = {name: self.storage.resolve(rel) for name, rel in job.inputs.items()}
+        lease.start()
+        try:
+            output = backend.run(job.type, job.params, inputs, ctx)
+            lease.stop()
+            lease.check()  # one last fenced look before publishing
+            result = {**self.storage.publish(job.id, output.files), "info": output.info}
+            if not self.store.complete(job, result, output.seed):
+                log.warning("job %s finished but its lease was lost; result dropped", job.id)
+        except JobCancelled:
+            self.store.mark_cancelled(job)
+            log.info("job %s cancelled at a sampling step", job.id)
+        except LeaseLost:
+            log.warning("job %s: lease lost (reaped or cancelled elsewhere); abandoning", job.id)
+        except ShutdownRequested:
+            self.store.release(job, "requeued: its worker shut down")
+            log.info("job %s returned to the queue for shutdown", job.id)
+        except Exception as exc:
+            log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+            self.store.fail(job, f"{exc.__class__.__name__}: {exc}")
+        finally:
+            lease.stop()
+            self.storage.discard_work(job.id, job.attempt)
+            self._seen("idle")
+
+
+class _Lease:
+    """Keeps a running job's lease alive and carries its progress and cancel flag."""
+
+    def __init__(self, store: JobStore, job: Job, interval: float, stopping: threading.Event) -> None:
+        self.store, self.job, self.interval, self.stopping = store, job, interval, stopping
+        self.state = Heartbeat.ok
+        self.last_write = 0.0
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"lease-{job.id[:8]}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            self.thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        # Covers long stretches without sampling steps: text encoding, VAE decode, MP4 writing.
+        while not self.done.wait(self.interval):
+            self._write({})
+
+    def _write(self, fields: dict[str, object]) -> None:
+        with self.lock:
+            if self.state is Heartbeat.lost:
+                return
+            self.state = self.store.heartbeat(self.job, **fields)
+            self.last_write = time.monotonic()
+
+    def report(self, p: Progress) -> None:
+        last_step = p.step == p.total_steps and p.section == p.total_sections
+        if last_step or time.monotonic() - self.last_write >= PROGRESS_WRITE_INTERVAL:
+            self._write({"progress": p.percent, "step": p.step, "total_steps": p.total_steps,
+                         "section": p.section, "total_sections": p.total_sections,
+                         "message": p.message or f"section {p.section}/{p.total_sections}, "
+                                                 f"step {p.step}/{p.total_steps}"})
+        self.check()
+
+    def check(self) -> bool:
+        """Called at every sampling step: raises when the job must stop; False otherwise."""
+        if time.monotonic() - self.last_write >= PROGRESS_WRITE_INTERVAL:
+            self._write({})
+        if self.state is Heartbeat.lost:
+            raise LeaseLost(self.job.id)
+        if self.state is Heartbeat.cancel_requested:
+            raise JobCancelled(self.job.id)
+        if self.stopping.is_set():
+            raise ShutdownRequested(self.job.id)
+        return False
+
