@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(0.5, gt=0)
     recent_finished_limit: int = Field(20, ge=0, le=1000)
 
+    # -- live progress (events, previews, webhooks) --
+    preview_every_steps: int = Field(1, ge=1, description="Store a latent preview every N steps.")
+    sse_keepalive_seconds: float = Field(15.0, gt=0)
+    webhook_secret: str = Field("", description="HMAC-SHA256 key for webhook signatures.")
+    webhook_allowed_hosts: list[str] = Field(default_factory=list,
+                                             description="Empty: any host. Else only these hosts.")
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_max_attempts: int = Field(8, ge=1, le=50)
+
     @model_validator(mode="after")
     def _heartbeat_shorter_than_lease(self) -> Settings:
         if self.heartbeat_seconds >= self.lease_seconds:

@@ -52,6 +52,9 @@ class Job:
     idempotency_key: str | None
     request_hash: str | None
     updated_at: float
+    webhook_url: str | None
+    webhook_events: list[str] | None
+    preview: str | None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -97,7 +100,7 @@ class JobStore:
         if new.idempotency_key:
             existing = self.find_by_idempotency_key(new.idempotency_key)
             if existing is not None:
-                return self._same_request(existing, new), False
+                return self.same_request(existing, new), False
         now = self.clock()
         values = {
             "id": new.id or str(uuid.uuid4()), "type": new.type.value, "status": JobStatus.pending.value,
@@ -114,11 +117,11 @@ class JobStore:
             existing = self.find_by_idempotency_key(new.idempotency_key or "")
             if existing is None:
                 raise
-            return self._same_request(existing, new), False
+            return self.same_request(existing, new), False
         return Job.from_row(row), True
 
     @staticmethod
-    def _same_request(existing: Job, new: NewJob) -> Job:
+    def same_request(existing: Job, new: NewJob) -> Job:
         if existing.request_hash and new.request_hash and existing.request_hash != new.request_hash:
             raise Conflict("Idempotency-Key was already used for a different request")
         return existing

@@ -35,6 +35,9 @@ jobs = sa.Table(
     sa.Column("idempotency_key", sa.String(255)),
     sa.Column("request_hash", sa.String(64)),  # what the idempotency key was first used for
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("webhook_url", sa.Text),
+    sa.Column("webhook_events", sa.JSON),  # None = terminal events only
+    sa.Column("preview", sa.String(512)),  # newest latent preview, relative to the storage root
     sa.Index("ix_jobs_claim_order", "status", "priority", "created_at"),
     sa.Index("ix_jobs_lease", "status", "lease_expires_at"),
     sa.Index("ix_jobs_idempotency_key", "idempotency_key", unique=True),
@@ -51,4 +54,35 @@ workers = sa.Table(
     sa.Column("last_seen_at", sa.Float, nullable=False),
     sa.Column("current_job_id", sa.String(36)),
     sa.Column("state", sa.String(16), nullable=False),  # starting | idle | busy | stopped
+)
+
+# Every change a client may want pushed (transitions, progress, previews) is appended here in the
+# same transaction as the change itself; the id is the SSE event id, so resuming is `id > last`.
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),  # status | progress | preview | completed | ...
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_job_events_job", "job_id", "id"),
+)
+
+# The webhook outbox: written with the event, delivered by a separate loop, kept across restarts.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("event_id", sa.Integer, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | dead
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float),
+    sa.Index("ix_webhook_due", "status", "next_attempt_at"),
 )
