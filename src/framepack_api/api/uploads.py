@@ -41,17 +41,19 @@ def normalise_image(field: str, data: bytes, max_pixels: int) -> bytes:
     """Decode, honour EXIF orientation, flatten transparency onto white; return RGB PNG bytes."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own cap, checked below from the header, is the one that speaks to the client.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             width, height = img.size
-            # Checked from the header, before any pixel is decoded: a bomb never reaches memory.
             if width * height > max_pixels:
                 raise InvalidInput(field, f"image is {width}x{height} = {width * height} pixels; "
                                           f"the limit is {max_pixels}", too_large=True)
             img.load()
     except InvalidInput:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError as exc:  # so large that Pillow refuses to even open it
+        raise InvalidInput(field, f"image has too many pixels ({exc})", too_large=True) from None
+    except UnidentifiedImageError:
         raise InvalidInput(field, "not a decodable image (PNG, JPEG, WebP, ...)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(field, f"image is corrupt or truncated ({exc})") from None

@@ -70,7 +70,7 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
     content_type = request.headers.get("content-type", "")
     fields: dict[str, Any] = {}
     images: dict[str, bytes] = {}
-    if content_type.startswith("multipart/form-data"):
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form(max_part_size=max_bytes + 1)
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
