@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from support.server import FAST, png_bytes
 
 from framepack_api.settings import Settings
+
+from support.server import FAST, png_bytes
 
 
 def rows(settings: Settings) -> int:

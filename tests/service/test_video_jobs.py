@@ -7,11 +7,12 @@ import threading
 from pathlib import Path
 
 import httpx
-from support.server import FAST, Server, png_bytes
 
 from framepack_api.jobs.schema import frame_count, total_sections
 from framepack_api.media.images import find_nearest_bucket
 from framepack_api.media.video import read_mp4_info
+
+from support.server import FAST, Server, png_bytes
 
 
 def download(server: Server, job_id: str, dest: Path) -> dict[str, object]:

@@ -57,10 +57,9 @@ def normalise_image(field: str, data: bytes, max_pixels: int) -> bytes:
         raise InvalidInput(field, "not a decodable image (PNG, JPEG, WebP, ...)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(field, f"image is corrupt or truncated ({exc})") from None
-    img = ImageOps.exif_transpose(img)
-    img = _flatten(img)
+    rgb = _flatten(ImageOps.exif_transpose(img))
     out = io.BytesIO()
-    img.save(out, format="PNG")
+    rgb.save(out, format="PNG")
     return out.getvalue()
 
 
