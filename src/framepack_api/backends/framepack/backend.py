@@ -1,0 +1,48 @@
+"""FramepackBackend: the Backend protocol over one loaded FramePack pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from framepack_api.backends.base import JobOutput, RunContext
+from framepack_api.backends.framepack.loader import LoadedModel, load_model
+from framepack_api.backends.framepack.video import generate_video
+from framepack_api.jobs.schema import JobType, VideoParams
+from framepack_api.settings import Settings
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open and fully read an image file, so the file handle is closed before sampling starts."""
+    with Image.open(path) as img:
+        img.load()
+        # copy() detaches from the file but keeps .info and EXIF (orientation is applied later).
+        return img.copy()
+
+
+class FramepackBackend:
+    """Loads the model once (at construction) and runs video jobs on it, one at a time."""
+
+    def __init__(self, settings: Settings, model: LoadedModel | None = None) -> None:
+        self.settings = settings
+        self.model = model if model is not None else load_model(settings)
+        # Plain attributes (the Backend protocol's); preset follows transformer swaps after each run.
+        self.preset: str = self.model.preset
+        self.is_tiny: bool = self.model.is_tiny
+
+    def run(self, job_type: JobType, params: dict[str, Any], inputs: dict[str, Path],
+            ctx: RunContext) -> JobOutput:
+        if job_type != JobType.video:
+            raise ValueError(f"FramepackBackend cannot run {job_type!r} jobs")
+        video_params = VideoParams.model_validate(params)
+        if "image" not in inputs:
+            raise ValueError("a video job needs an 'image' input")
+        image = open_image(inputs["image"])
+        end_path = inputs.get("end_image")
+        end_image = open_image(end_path) if end_path is not None else None
+        try:
+            return generate_video(self.model, video_params, image, end_image, ctx.workdir, ctx)
+        finally:
+            self.preset = self.model.preset

@@ -1,0 +1,224 @@
+"""Model presets and loading: the real FramePack (reverse / F1 forward) or the tiny random pipeline.
+
+One ``LoadedModel`` holds one ``HunyuanVideoFramepackPipeline``. The two FramePack checkpoints differ
+only in the transformer (same text encoders, VAE and SigLIP), so a worker keeps one pipeline and swaps
+the transformer when a job asks for the other sampling mode: ``LoadedModel.use_sampling_mode``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from framepack_api.backends.framepack.tiny import ensure_tiny_model
+from framepack_api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Preset = Literal["tiny", "framepack", "framepack-f1"]
+SamplingMode = Literal["reverse", "forward"]
+Placement = Literal["cpu", "gpu", "offload"]
+
+REAL_DEFAULT_RESOLUTION = 640
+TINY_DEFAULT_RESOLUTION = 128
+GIB = 1024**3
+# Activations, the VAE decode and CUDA's own context on top of the weights, for FramePack at 640
+# with VAE tiling; measured peaks of FramePack itself are a few GB above the weights.
+ACTIVATION_HEADROOM_BYTES = 8 * GIB
+
+# Which sampling mode each real preset's transformer was trained for.
+PRESET_MODE: dict[str, SamplingMode] = {"framepack": "reverse", "framepack-f1": "forward"}
+MODE_PRESET: dict[SamplingMode, Preset] = {"reverse": "framepack", "forward": "framepack-f1"}
+
+
+def resolve_preset(settings: Settings) -> Preset:
+    """The preset to load: ``auto`` means the real reverse model with CUDA, else the tiny one."""
+    if settings.model != "auto":
+        return settings.model
+    if torch.cuda.is_available():
+        return "framepack"
+    log.warning(
+        "FRAMEPACK_API_MODEL=auto and no CUDA device: using the TINY random-weight model. "
+        "Videos will be noise. Set FRAMEPACK_API_MODEL=framepack on a GPU machine for real output."
+    )
+    return "tiny"
+
+
+def resolve_device(settings: Settings, preset: Preset) -> torch.device:
+    if settings.device != "auto":
+        return torch.device(settings.device)
+    # The tiny model runs on the CPU unless a device is named: it is there to work without a GPU.
+    if preset != "tiny" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def module_bytes(module: torch.nn.Module | None) -> int:
+    if module is None:
+        return 0
+    return sum(p.numel() * p.element_size() for p in module.parameters()) + sum(
+        b.numel() * b.element_size() for b in module.buffers()
+    )
+
+
+def pipeline_bytes(pipe: Any) -> int:
+    """Bytes of every torch module in the pipeline (weights and buffers)."""
+    return sum(module_bytes(m) for m in pipe.components.values() if isinstance(m, torch.nn.Module))
+
+
+def choose_placement(memory_mode: str, device: torch.device, weight_bytes: int,
+                     preserve_gb: float) -> Placement:
+    """All on the GPU when weights + headroom leave ``preserve_gb`` free, else offload."""
+    if device.type != "cuda":
+        return "cpu"
+    if memory_mode == "gpu":
+        return "gpu"
+    if memory_mode == "offload":
+        return "offload"
+    free, _total = torch.cuda.mem_get_info(device)
+    needed = weight_bytes + ACTIVATION_HEADROOM_BYTES + int(preserve_gb * GIB)
+    placement: Placement = "gpu" if needed <= free else "offload"
+    log.info("memory: %.1f GiB weights, %.1f GiB free on %s, keep %.1f GiB -> %s",
+             weight_bytes / GIB, free / GIB, device, preserve_gb, placement)
+    return placement
+
+
+def place_pipeline(pipe: Any, placement: Placement, device: torch.device) -> None:
+    """Move the pipeline to ``device``, or offload: one component on the GPU at a time."""
+    if placement == "offload":
+        # Re-installs hooks for every component, so it is also right after a transformer swap.
+        pipe.enable_model_cpu_offload(device=device)
+        pipe.vae.enable_tiling()
+    else:
+        pipe.to(device)
+
+
+@dataclass
+class LoadedModel:
+    pipe: Any  # HunyuanVideoFramepackPipeline (diffusers has no type stubs)
+    preset: Preset
+    is_tiny: bool
+    device: torch.device
+    default_resolution: int
+    dtype: torch.dtype
+    placement: Placement = "cpu"
+    # The sampling mode the pipe's current transformer was trained for; None = serves both (tiny).
+    transformer_mode: SamplingMode | None = None
+    # Loads the transformer for a sampling mode (real presets only).
+    transformer_loader: Callable[[SamplingMode], Any] | None = field(default=None, repr=False)
+
+    def use_sampling_mode(self, mode: SamplingMode) -> None:
+        """Make sure the pipe's transformer is the one for ``mode``, swapping it if needed.
+
+        Only one transformer is kept in memory (each is ~26 GB in bf16): the old one is dropped before
+        the new one is loaded.
+        """
+        if self.transformer_mode is None or self.transformer_mode == mode:
+            return
+        if self.transformer_loader is None:
+            raise ValueError(f"model {self.preset} cannot sample in {mode} mode")
+        log.info("swapping the transformer: %s -> %s", self.transformer_mode, mode)
+        if self.placement == "offload":
+            self.pipe.remove_all_hooks()
+        # Drop the old transformer before loading the new one: two would not fit next to each other.
+        self.pipe.transformer = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        transformer = self.transformer_loader(mode)
+        # register_modules, not setattr: after a None, setattr would leave the config entry empty.
+        self.pipe.register_modules(transformer=transformer)
+        if self.placement == "offload":
+            place_pipeline(self.pipe, "offload", self.device)
+        else:
+            transformer.to(self.device)
+        self.transformer_mode = mode
+        self.preset = MODE_PRESET[mode]
+
+
+def load_tiny(settings: Settings) -> LoadedModel:
+    from diffusers import HunyuanVideoFramepackPipeline
+
+    path = ensure_tiny_model(settings.models_dir)
+    pipe = HunyuanVideoFramepackPipeline.from_pretrained(path, torch_dtype=torch.float32)
+    device = resolve_device(settings, "tiny")
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedModel(
+        pipe=pipe,
+        preset="tiny",
+        is_tiny=True,
+        device=device,
+        default_resolution=settings.default_resolution or TINY_DEFAULT_RESOLUTION,
+        dtype=torch.float32,
+        placement="gpu" if device.type == "cuda" else "cpu",
+        transformer_mode=None,  # the tiny transformer serves both sampling modes
+    )
+
+
+def transformer_repo(settings: Settings, mode: SamplingMode) -> str:
+    return settings.transformer_repo if mode == "reverse" else settings.transformer_f1_repo
+
+
+def load_transformer(settings: Settings, mode: SamplingMode) -> Any:
+    """The FramePack transformer for ``mode`` in bf16 (the checkpoints' repos hold it at the root)."""
+    from diffusers import HunyuanVideoFramepackTransformer3DModel
+
+    return HunyuanVideoFramepackTransformer3DModel.from_pretrained(
+        transformer_repo(settings, mode), torch_dtype=torch.bfloat16
+    )
+
+
+def load_real(settings: Settings, preset: Preset) -> LoadedModel:
+    """Load the real FramePack pipeline the way diffusers' HunyuanVideoFramepackPipeline docs do.
+
+    Text encoders, tokenizers, VAE and scheduler come from the HunyuanVideo diffusers repo in fp16;
+    SigLIP (image_encoder / feature_extractor) from flux_redux_bfl in fp16; the transformer in bf16.
+    """
+    from diffusers import HunyuanVideoFramepackPipeline
+    from transformers import SiglipImageProcessor, SiglipVisionModel
+
+    mode = PRESET_MODE[preset]
+    transformer = load_transformer(settings, mode)
+    feature_extractor = SiglipImageProcessor.from_pretrained(
+        settings.siglip_repo, subfolder="feature_extractor"
+    )
+    image_encoder = SiglipVisionModel.from_pretrained(
+        settings.siglip_repo, subfolder="image_encoder", torch_dtype=torch.float16
+    )
+    pipe = HunyuanVideoFramepackPipeline.from_pretrained(
+        settings.hunyuan_repo,
+        transformer=transformer,
+        feature_extractor=feature_extractor,
+        image_encoder=image_encoder,
+        torch_dtype=torch.float16,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    device = resolve_device(settings, preset)
+    # gpu_memory_preservation is a per-job parameter in FramePack; at load time the default (6 GB) applies.
+    placement = choose_placement(settings.memory_mode, device, pipeline_bytes(pipe), preserve_gb=6.0)
+    place_pipeline(pipe, placement, device)
+    return LoadedModel(
+        pipe=pipe,
+        preset=preset,
+        is_tiny=False,
+        device=device,
+        default_resolution=settings.default_resolution or REAL_DEFAULT_RESOLUTION,
+        dtype=torch.bfloat16,
+        placement=placement,
+        transformer_mode=mode,
+        transformer_loader=lambda m: load_transformer(settings, m),
+    )
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    """Load the preset ``settings.model`` resolves to (see ``resolve_preset``)."""
+    preset = resolve_preset(settings)
+    if preset == "tiny":
+        return load_tiny(settings)
+    return load_real(settings, preset)

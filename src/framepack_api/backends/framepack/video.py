@@ -1,0 +1,262 @@
+"""One FramePack image-to-video job: params + image(s) in, MP4 + thumbnail out.
+
+``generate_video`` is the single entry point for both the job worker and the serverless handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from framepack_api.backends.base import JobOutput, Progress, RunContext
+from framepack_api.backends.framepack.loader import LoadedModel
+from framepack_api.errors import JobCancelled
+from framepack_api.jobs.schema import VideoParams, frame_count, total_sections
+from framepack_api.media.images import find_nearest_bucket, load_rgb, resize_and_center_crop
+from framepack_api.media.video import write_mp4, write_thumbnail
+
+log = logging.getLogger(__name__)
+
+FPS = 30
+# Relative first-block residual change below which the remaining blocks are skipped. 0.05 is diffusers'
+# default and stays well under TeaCache's usual FramePack setting (0.15) in aggressiveness.
+FIRST_BLOCK_CACHE_THRESHOLD = 0.05
+VAE_TEMPORAL = 4  # latent frames → pixel frames; the pipeline's window length uses the same factor
+
+
+def pipeline_num_frames(sections: int, latent_window_size: int) -> int:
+    """The ``num_frames`` that makes the pipeline sample exactly ``sections`` sections.
+
+    The pipeline computes ``ceil(num_frames / window_frames)`` sections with
+    ``window_frames = (latent_window_size - 1) * 4 + 1``; a multiple of window_frames is exact.
+    """
+    return sections * ((latent_window_size - 1) * VAE_TEMPORAL + 1)
+
+
+class StageTimer:
+    """Wall time spent inside chosen modules' forwards, by stage, via torch forward hooks.
+
+    The pipeline runs encode → sample → decode inside one call; hooks on its modules split that
+    time without touching the pipeline's code.
+    """
+
+    def __init__(self, sync: bool) -> None:
+        self.totals: dict[str, float] = {}
+        self._sync = sync  # on CUDA, kernels run async: synchronise so wall time means compute time
+        self._handles: list[Any] = []
+
+    def watch(self, stage: str, module: torch.nn.Module | None) -> None:
+        if module is None:
+            return
+        starts: list[float] = []
+
+        def before(_m: torch.nn.Module, _args: Any) -> None:
+            if self._sync:
+                torch.cuda.synchronize()
+            starts.append(time.perf_counter())
+
+        def after(_m: torch.nn.Module, _args: Any, _out: Any) -> None:
+            if self._sync:
+                torch.cuda.synchronize()
+            if starts:
+                self.totals[stage] = self.totals.get(stage, 0.0) + time.perf_counter() - starts.pop()
+
+        self._handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+@contextlib.contextmanager
+def first_block_cache(transformer: Any, branches: int) -> Iterator[str]:
+    """Enable diffusers' FirstBlockCache for one pipeline call (the TeaCache stand-in).
+
+    The cache keeps state per ``cache_context`` name, and this pipeline does not set one, so each
+    transformer call is wrapped in a context here. With true CFG the pipeline calls the transformer
+    twice per step (cond, then uncond); alternating names keeps the two branches' caches apart.
+    Yields the cache's name, or ``"none"`` when this transformer cannot cache.
+    """
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    if not hasattr(transformer, "enable_cache") or transformer.is_cache_enabled:
+        yield "none"
+        return
+    transformer.enable_cache(FirstBlockCacheConfig(threshold=FIRST_BLOCK_CACHE_THRESHOLD))
+    calls = 0
+    open_contexts: list[contextlib.AbstractContextManager[None]] = []
+
+    def enter(_m: torch.nn.Module, _args: Any, _kwargs: Any) -> None:
+        nonlocal calls
+        name = "uncond" if branches == 2 and calls % 2 == 1 else "cond"
+        calls += 1
+        ctx = transformer.cache_context(name)
+        ctx.__enter__()
+        open_contexts.append(ctx)
+
+    def leave(_m: torch.nn.Module, _args: Any, _kwargs: Any, _out: Any) -> None:
+        if open_contexts:
+            open_contexts.pop().__exit__(None, None, None)
+
+    handles = [
+        transformer.register_forward_pre_hook(enter, with_kwargs=True),
+        transformer.register_forward_hook(leave, with_kwargs=True),
+    ]
+    try:
+        yield "first_block_cache"
+    finally:
+        for handle in handles:
+            handle.remove()
+        while open_contexts:  # a forward that raised never reached `leave`
+            open_contexts.pop().__exit__(None, None, None)
+        transformer.disable_cache()
+
+
+def params_metadata(params: VideoParams, seed: int, preset: str) -> dict[str, str]:
+    """Container tags: the job's params (with the seed actually used) as JSON in ``comment``."""
+    record = params.model_dump(mode="json")
+    record["seed"] = seed
+    record["model"] = preset
+    return {"comment": json.dumps(record, sort_keys=True), "title": "framepack-api"}
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Pipeline output (float in [0, 1]) as uint8."""
+    return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
+                   end_image: Image.Image | None, out_dir: Path, ctx: RunContext) -> JobOutput:
+    """Run one FramePack image-to-video job and write ``video.mp4`` + ``thumbnail.jpg`` into ``out_dir``."""
+    started = time.perf_counter()
+    pipe = model.pipe
+    reverse = params.sampling_mode == "reverse"
+    if end_image is not None and not reverse:
+        # Only inverted anti-drifting sampling (FramePack) anchors the last frame; F1 cannot.
+        raise ValueError("end_image is supported only with sampling_mode 'reverse'")
+    if ctx.cancelled():
+        raise JobCancelled()
+    model.use_sampling_mode(params.sampling_mode)
+
+    # 1) Seed: -1 draws one; the job records the seed actually used so it can be reproduced.
+    seed = secrets.randbelow(2**32) if params.seed == -1 else params.seed
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    # 2) Size: FramePack's bucket nearest to the input's aspect ratio, then cover + centre crop.
+    resolution = params.resolution or model.default_resolution
+    start_rgb = load_rgb(image)
+    height, width = find_nearest_bucket(start_rgb.height, start_rgb.width, resolution)
+    start = resize_and_center_crop(start_rgb, width, height)
+    end = resize_and_center_crop(load_rgb(end_image), width, height) if end_image is not None else None
+
+    # 3) Length: FramePack's seconds → sections, then the num_frames that yields that many sections.
+    window = params.latent_window_size
+    sections = total_sections(params.video_length, window)
+    expected_frames = frame_count(sections, window)
+    num_frames = pipeline_num_frames(sections, window)
+
+    # 4) Sample. The callback runs after every step of every section: count calls to know the section.
+    steps = params.steps
+    calls = 0
+
+    def on_step_end(_pipe: Any, _i: int, _t: Any, _kwargs: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        section, step = divmod(calls - 1, steps)
+        ctx.progress(Progress(step=step + 1, total_steps=steps, section=section + 1,
+                              total_sections=sections, message="sampling"))
+        if ctx.cancelled():
+            raise JobCancelled()
+        return {}
+
+    true_cfg = params.cfg > 1.0
+    call_kwargs: dict[str, Any] = {
+        "image": start,
+        "last_image": end,
+        "prompt": params.prompt,
+        "negative_prompt": params.negative_prompt if true_cfg else None,
+        "height": height,
+        "width": width,
+        "num_frames": num_frames,
+        "latent_window_size": window,
+        "num_inference_steps": steps,
+        "true_cfg_scale": params.cfg,
+        "guidance_scale": params.gs,
+        "generator": generator,
+        "sampling_type": "inverted_anti_drifting" if reverse else "vanilla",
+        "callback_on_step_end": on_step_end,
+        "output_type": "np",
+    }
+    info_extra: dict[str, Any] = {}
+    if "guidance_rescale" in inspect.signature(pipe.__call__).parameters:
+        call_kwargs["guidance_rescale"] = params.rs
+    elif params.rs > 0:
+        info_extra["ignored"] = {"rs": "HunyuanVideoFramepackPipeline has no CFG re-scale"}
+
+    timer = StageTimer(sync=model.device.type == "cuda")
+    for stage, name in (("encode", "text_encoder"), ("encode", "text_encoder_2"),
+                        ("encode", "image_encoder"), ("sample", "transformer")):
+        timer.watch(stage, getattr(pipe, name, None))
+    timer.watch("encode", getattr(pipe.vae, "encoder", None))
+    timer.watch("decode", getattr(pipe.vae, "decoder", None))
+    cache_cm = (first_block_cache(pipe.transformer, branches=2 if true_cfg else 1)
+                if params.use_teacache else contextlib.nullcontext("none"))
+    call_started = time.perf_counter()
+    try:
+        with cache_cm as cache:
+            output = pipe(**call_kwargs)
+    finally:
+        timer.close()
+    call_seconds = time.perf_counter() - call_started
+    frames = to_uint8(np.asarray(output.frames[0]))
+    if frames.shape[0] != expected_frames:
+        raise RuntimeError(f"pipeline made {frames.shape[0]} frames, expected {expected_frames}")
+
+    # 5) Write the MP4 (params in its metadata) and a thumbnail from the middle of the video.
+    write_started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    video_path = out_dir / "video.mp4"
+    thumb_path = out_dir / "thumbnail.jpg"
+    write_mp4(frames, video_path, fps=FPS, crf=params.mp4_crf,
+              metadata=params_metadata(params, seed, model.preset))
+    write_thumbnail(frames[frames.shape[0] // 2], thumb_path)
+    write_seconds = time.perf_counter() - write_started
+
+    t = timer.totals
+    timings = {
+        "encode": round(t.get("encode", 0.0), 4),
+        "sample": round(t.get("sample", 0.0), 4),
+        "decode": round(t.get("decode", 0.0), 4),
+        # Scheduler steps, offload transfers, pre/post-processing: the call minus the timed modules.
+        "other": round(max(0.0, call_seconds - sum(t.values())), 4),
+        "write": round(write_seconds, 4),
+        "total": round(time.perf_counter() - started, 4),
+    }
+    info: dict[str, Any] = {
+        "frames": int(frames.shape[0]),
+        "fps": FPS,
+        "width": width,
+        "height": height,
+        "sections": sections,
+        "steps": steps,
+        "sampling_mode": params.sampling_mode,
+        "model": model.preset,
+        "timings": timings,
+        "cache": cache,
+        **info_extra,
+    }
+    log.info("video: %dx%d, %d frames, %d sections, %.2fs total", width, height,
+             frames.shape[0], sections, timings["total"])
+    return JobOutput(files={"video": video_path, "thumbnail": thumb_path}, seed=seed, info=info)
