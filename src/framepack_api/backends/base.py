@@ -31,9 +31,15 @@ class Progress:
 
 @dataclass
 class RunContext:
+    """How a backend talks back. Every callback may raise to stop the run (cancel, lost lease,
+    shutdown): backends must let those exceptions through."""
+
     workdir: Path
     progress: Callable[[Progress], None] = lambda p: None
+    # A JPEG of the newest latent preview, written in workdir; the worker moves it into storage.
     preview: Callable[[Path], None] = lambda p: None
+    # An MP4 of the video so far, written in workdir after each finished section.
+    partial_video: Callable[[Path], None] = lambda p: None
     cancelled: Callable[[], bool] = lambda: False
 
 
