@@ -1,0 +1,178 @@
+"""What comes in and what goes out of a serverless invocation.
+
+Three event shapes reach ``lambda_handler``: a direct invocation (the parameters are the event), and
+API Gateway's REST (payload v1) and HTTP API (payload v2) proxy events, whose JSON arrives as a
+``body`` string, sometimes base64-encoded. The answer has the shape of the question: the plain body
+for a direct invocation, ``{statusCode, headers, body}`` for a proxy event.
+
+Parameters are checked by the HTTP API's own ``VideoParams`` and image checks, so a request that
+one front door accepts the other accepts too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from PIL import Image
+from pydantic import ValidationError
+
+from framepack_api.api.uploads import check_size, decode_base64, normalise_image
+from framepack_api.errors import InvalidInput
+from framepack_api.hardware import default_resolution
+from framepack_api.jobs.schema import VideoParams
+from framepack_api.settings import Settings
+
+IMAGE_FIELD = "input_image_b64"
+END_IMAGE_FIELD = "end_image_b64"
+OUTPUT_URL_FIELD = "output_url"
+# Keys only API Gateway puts in an event; none of them is a parameter name, so no direct event has them.
+_PROXY_KEYS = frozenset({"body", "requestContext", "httpMethod", "routeKey", "rawPath"})
+
+
+class Shape(str, enum.Enum):
+    direct = "direct"
+    rest_v1 = "apigateway-rest-v1"
+    http_v2 = "apigateway-http-v2"
+
+    @property
+    def is_proxy(self) -> bool:
+        return self is not Shape.direct
+
+
+def detect_shape(event: Any) -> Shape:
+    if not isinstance(event, Mapping) or not _PROXY_KEYS.intersection(event):
+        return Shape.direct
+    # Payload format 2.0 names itself; REST APIs and HTTP APIs on format 1.0 send the v1 layout.
+    return Shape.http_v2 if event.get("version") == "2.0" else Shape.rest_v1
+
+
+def request_data(event: Any, shape: Shape) -> Any:
+    """The parameters object of an event: the event itself, or its decoded JSON ``body``."""
+    if not shape.is_proxy:
+        return event
+    body = event.get("body")
+    if body is None or body == "":
+        raise InvalidInput("body", "the request has no body; send the parameters as a JSON object")
+    if not isinstance(body, str):
+        raise InvalidInput("body", f"must be a JSON string, got {type(body).__name__}")
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(body, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput("body", f"isBase64Encoded is true but the body is not base64 text ({exc})") \
+                from None
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput("body", f"not valid JSON ({exc})") from None
+
+
+def wrap(shape: Shape, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """The answer in the event's shape. Direct invocations get the body itself (errors carry ``status``)."""
+    if not shape.is_proxy:
+        return body
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(body, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+def response_bytes(response: dict[str, Any]) -> int:
+    """Size of the response as the platform serialises it (a proxy body is JSON inside JSON)."""
+    return len(json.dumps(response, separators=(",", ":")).encode("utf-8"))
+
+
+def error_body(status: int, kind: str, message: str, *, field: str | None = None,
+               error_id: str | None = None) -> dict[str, Any]:
+    """One error layout for every shape. ``error`` is a string: RunPod marks a job failed on that key."""
+    body: dict[str, Any] = {"error": message, "status": status, "type": kind}
+    if field is not None:
+        body["field"] = field
+    if error_id is not None:
+        body["error_id"] = error_id
+    return body
+
+
+@dataclass
+class VideoRequest:
+    """A validated request: FramePack parameters, decoded images, and where the MP4 should go."""
+
+    params: VideoParams
+    image: Image.Image
+    end_image: Image.Image | None = None
+    output_url: str | None = None
+
+
+def parse_request(data: Any, settings: Settings) -> VideoRequest:
+    """Validate everything before anything runs: bad input never loads a model or writes a file."""
+    if not isinstance(data, Mapping):
+        raise InvalidInput("body", f"the parameters must be a JSON object, got {type(data).__name__}")
+    fields = {k: v for k, v in data.items() if v is not None}
+    image_b64 = fields.pop(IMAGE_FIELD, None)
+    end_b64 = fields.pop(END_IMAGE_FIELD, None)
+    output_url = fields.pop(OUTPUT_URL_FIELD, None)
+    if image_b64 is None:
+        raise InvalidInput(IMAGE_FIELD, "required: the start image as base64 (PNG, JPEG, WebP, ...)")
+    if "has_end_image" in fields:
+        raise InvalidInput("has_end_image", f"set by the server from {END_IMAGE_FIELD}; do not send it")
+    params = _video_params(fields, settings, has_end_image=end_b64 is not None)
+    return VideoRequest(
+        params=params,
+        image=_image(IMAGE_FIELD, image_b64, settings),
+        end_image=_image(END_IMAGE_FIELD, end_b64, settings) if end_b64 is not None else None,
+        output_url=_output_url(output_url) if output_url is not None else None,
+    )
+
+
+def _video_params(fields: dict[str, Any], settings: Settings, *, has_end_image: bool) -> VideoParams:
+    try:
+        params = VideoParams.model_validate({**fields, "has_end_image": has_end_image})
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = ".".join(str(part) for part in errors[0]["loc"]) or "body"
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        raise InvalidInput(first, problems) from None
+    if params.resolution is None:
+        params = params.model_copy(update={"resolution": default_resolution(settings)})
+    # The same server limits as the HTTP API's submit path.
+    if params.resolution is not None and params.resolution > settings.max_resolution:
+        raise InvalidInput("resolution",
+                           f"{params.resolution} is above MAX_RESOLUTION {settings.max_resolution}")
+    if params.video_length > settings.max_video_seconds:
+        raise InvalidInput("video_length", f"{params.video_length} s is above the limit of "
+                                           f"{settings.max_video_seconds} s")
+    if has_end_image and params.sampling_mode == "forward":
+        raise InvalidInput(END_IMAGE_FIELD, "an end image needs sampling_mode 'reverse'; "
+                                            "forward (F1) sampling cannot take one")
+    return params
+
+
+def _image(field: str, value: Any, settings: Settings) -> Image.Image:
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"must be a base64 string, got {type(value).__name__}")
+    data = decode_base64(field, value, settings.max_upload_bytes)
+    check_size(field, data, settings.max_upload_bytes)
+    png = normalise_image(field, data, settings.max_image_pixels)
+    with Image.open(io.BytesIO(png)) as img:
+        img.load()
+        return img.copy()
+
+
+def _output_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(OUTPUT_URL_FIELD, f"must be a URL string, got {type(value).__name__}")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(OUTPUT_URL_FIELD,
+                           "must be an http(s) URL that accepts PUT (a presigned upload URL)")
+    return value
