@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,6 +29,15 @@ class APIError(Exception):
         super().__init__(f"HTTP {status_code}: {detail}")
         self.status_code = status_code
         self.detail = detail
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One server-sent event: `kind` is status, progress, preview, completed, failed or cancelled."""
+
+    id: int
+    kind: str
+    data: dict[str, Any]
 
 
 class JobFailed(Exception):
@@ -81,11 +92,42 @@ class Client:
     def health(self) -> dict[str, Any]:
         return dict(self._json(self.http.get("/health")))
 
+    def events(self, job_id: str | None = None, *, last_event_id: int | None = None,
+               read_timeout: float = 60.0) -> Iterator[ServerEvent]:
+        """Server-sent events of one job (ends after its terminal event) or of every job."""
+        path = f"/events/{job_id}" if job_id else "/events"
+        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
+        timeout = httpx.Timeout(self.http.timeout.connect, read=read_timeout)
+        with self.http.stream("GET", path, headers=headers, timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._json(response)
+            fields: dict[str, str] = {}
+            for line in response.iter_lines():
+                if line == "":
+                    if "data" in fields and "id" in fields:
+                        yield ServerEvent(int(fields["id"]), fields.get("event", "message"),
+                                          json.loads(fields["data"]))
+                    fields = {}
+                elif not line.startswith(":") and ":" in line:
+                    name, _, value = line.partition(":")
+                    fields[name] = value[1:] if value.startswith(" ") else value
+
     def wait(self, job_id: str, *, on_progress: Callable[[dict[str, Any]], None] | None = None,
              poll_interval: float = 1.0, timeout: float | None = None, raise_on_failure: bool = True,
-             ) -> dict[str, Any]:
-        """Poll until the job ends; returns its final status."""
+             use_events: bool = True) -> dict[str, Any]:
+        """Wait until the job ends, pushed by server-sent events (polling when the stream breaks);
+        returns its final status."""
         deadline = time.monotonic() + timeout if timeout else None
+        if use_events:
+            try:
+                for event in self.events(job_id):
+                    if on_progress:
+                        on_progress(event.data)
+                    if event.kind in TERMINAL or (deadline and time.monotonic() > deadline):
+                        break
+            except (httpx.HTTPError, ValueError):
+                pass  # a broken stream: polling below carries on, and reports the final status
         while True:
             status = self.status(job_id)
             if on_progress:

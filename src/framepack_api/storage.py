@@ -14,7 +14,7 @@ from pathlib import Path
 class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        for sub in ("inputs", "outputs", "work"):
+        for sub in ("inputs", "outputs", "work", "previews"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def input_dir(self, job_id: str) -> Path:
@@ -22,6 +22,17 @@ class LocalStorage:
 
     def output_dir(self, job_id: str) -> Path:
         return self.root / "outputs" / job_id
+
+    def preview_dir(self, job_id: str) -> Path:
+        return self.root / "previews" / job_id
+
+    def save_preview(self, job_id: str, produced: Path, name: str) -> str:
+        """Replace the job's newest preview file atomically; readers never see half a file."""
+        directory = self.preview_dir(job_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / name
+        os.replace(produced, target)
+        return self.relative(target)
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
         path = self.root / "work" / f"{job_id}-{attempt}"
@@ -63,6 +74,7 @@ class LocalStorage:
     def remove_job(self, job_id: str) -> None:
         shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
         shutil.rmtree(self.output_dir(job_id), ignore_errors=True)
+        shutil.rmtree(self.preview_dir(job_id), ignore_errors=True)
         for work in (self.root / "work").glob(f"{job_id}-*"):
             shutil.rmtree(work, ignore_errors=True)
 

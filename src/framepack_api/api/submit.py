@@ -61,7 +61,8 @@ def parse_priority(value: Any) -> int:
 
 
 def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes], *, priority: int = 0,
-                 idempotency_key: str | None = None) -> tuple[Job, bool]:
+                 idempotency_key: str | None = None, webhook_url: str | None = None,
+                 webhook_events: list[str] | None = None) -> tuple[Job, bool]:
     """images: raw upload bytes by field name ("image", optional "end_image"), size-checked."""
     store, storage = state.store, state.storage
     request_hash = _request_hash(params.model_dump(), images, priority)
@@ -77,6 +78,7 @@ def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes],
         job, created = store.submit(NewJob(
             type=JobType.video, params=params.model_dump(), inputs=inputs, priority=priority,
             idempotency_key=idempotency_key, request_hash=request_hash, id=job_id,
+            webhook_url=webhook_url, webhook_events=webhook_events,
         ))
     except BaseException:
         storage.remove_job(job_id)

@@ -41,6 +41,12 @@ class JobView(BaseModel):
     cancel_requested: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
     result_url: str | None = None
+    eta_seconds: float | None = Field(None, description="Estimated seconds until done, from the measured "
+                                                        "speed of recent jobs of the same kind and size.")
+    preview_url: str | None = Field(None, description="Newest latent preview (JPEG) while running.")
+    partial_video_url: str | None = None
+    thumbnail_url: str | None = None
+    events_url: str | None = None
 
 
 def job_view(job: Job, position: int | None = None) -> JobView:
@@ -52,4 +58,7 @@ def job_view(job: Job, position: int | None = None) -> JobView:
         finished_at=iso(job.finished_at), error=job.error, cancel_requested=job.cancel_requested,
         params=job.params,
         result_url=f"/result/{job.id}" if job.status is JobStatus.completed else None,
+        preview_url=f"/preview/{job.id}" if job.preview else None,
+        partial_video_url=f"/preview/{job.id}/video" if job.preview else None,
+        thumbnail_url=f"/thumbnail/{job.id}", events_url=f"/events/{job.id}",
     )

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from framepack_api.errors import Conflict, JobNotFound
 from framepack_api.jobs.db import read_tx, write_tx
+from framepack_api.jobs.events import emit, emit_status
 from framepack_api.jobs.schema import JobStatus, JobType
 from framepack_api.jobs.tables import jobs, workers
 
@@ -82,6 +83,8 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     id: str = ""
+    webhook_url: str | None = None
+    webhook_events: list[str] | None = None
 
 
 class JobStore:
@@ -107,11 +110,13 @@ class JobStore:
             "params": new.params, "inputs": new.inputs, "priority": new.priority,
             "created_at": now, "updated_at": now, "attempt": 0, "max_attempts": self.max_attempts,
             "cancel_requested": False, "progress": 0.0, "idempotency_key": new.idempotency_key,
-            "request_hash": new.request_hash,
+            "request_hash": new.request_hash, "webhook_url": new.webhook_url,
+            "webhook_events": new.webhook_events,
         }
         try:
             with write_tx(self.engine) as conn:
                 row = conn.execute(jobs.insert().values(**values).returning(*jobs.c)).one()
+                emit_status(conn, row, now)
         except sa.exc.IntegrityError:
             # Two requests with one key raced; the loser answers with the winner's job.
             existing = self.find_by_idempotency_key(new.idempotency_key or "")
@@ -200,19 +205,22 @@ class JobStore:
         )
         with write_tx(self.engine) as conn:
             row = conn.execute(stmt).first()
+            if row:
+                emit_status(conn, row, now)
         return Job.from_row(row) if row else None
 
-    def heartbeat(self, job: Job, **progress: Any) -> Heartbeat:
-        """Renew the lease, optionally with progress fields. Fenced by worker_id + attempt."""
+    def heartbeat(self, job: Job, event_extra: dict[str, Any] | None = None, **progress: Any) -> Heartbeat:
+        """Renew the lease, optionally with progress fields (then a `progress` event is logged,
+        with `event_extra` such as the ETA). Fenced by worker_id + attempt."""
         now = self.clock()
         values = {"lease_expires_at": now + self.lease_seconds, "updated_at": now, **progress}
         with write_tx(self.engine) as conn:
-            row = conn.execute(
-                _fenced(job).values(**values).returning(jobs.c.cancel_requested)
-            ).first()
+            row = conn.execute(_fenced(job).values(**values).returning(*jobs.c)).first()
+            if row is not None and "progress" in progress:
+                emit(conn, row, "progress", now, extra=event_extra)
         if row is None:
             return Heartbeat.lost
-        return Heartbeat.cancel_requested if row[0] else Heartbeat.ok
+        return Heartbeat.cancel_requested if row.cancel_requested else Heartbeat.ok
 
     def complete(self, job: Job, result: dict[str, Any], seed: int | None) -> bool:
         return self._finish(job, JobStatus.completed, progress=100.0, result=result, seed=seed,
@@ -228,21 +236,27 @@ class JobStore:
         """Give a job back to the queue on a clean shutdown; the attempt is not counted."""
         now = self.clock()
         with write_tx(self.engine) as conn:
-            n = conn.execute(
+            row = conn.execute(
                 _fenced(job).values(status=JobStatus.pending.value, worker_id=None, lease_expires_at=None,
                                     attempt=jobs.c.attempt - 1, updated_at=now, message=reason,
                                     progress=0.0, step=None, section=None)
-            ).rowcount
-        return n == 1
+                .returning(*jobs.c)
+            ).first()
+            if row is not None:
+                emit_status(conn, row, now)
+        return row is not None
 
     def _finish(self, job: Job, status: JobStatus, **values: Any) -> bool:
         now = self.clock()
         with write_tx(self.engine) as conn:
-            n = conn.execute(
+            row = conn.execute(
                 _fenced(job).values(status=status.value, finished_at=now, updated_at=now,
                                     lease_expires_at=None, **values)
-            ).rowcount
-        return n == 1
+                .returning(*jobs.c)
+            ).first()
+            if row is not None:
+                emit_status(conn, row, now)
+        return row is not None
 
     # -- the client's side -------------------------------------------------------------------
 
@@ -251,15 +265,20 @@ class JobStore:
         Finished: unchanged. Calling it twice is harmless."""
         now = self.clock()
         with write_tx(self.engine) as conn:
-            conn.execute(
+            for row in conn.execute(
                 jobs.update().where(jobs.c.id == job_id, jobs.c.status == JobStatus.pending.value)
                 .values(status=JobStatus.cancelled.value, finished_at=now, updated_at=now,
                         message="cancelled before it started")
-            )
-            conn.execute(
-                jobs.update().where(jobs.c.id == job_id, jobs.c.status == JobStatus.processing.value)
+                .returning(*jobs.c)
+            ).all():
+                emit_status(conn, row, now)
+            for row in conn.execute(
+                jobs.update().where(jobs.c.id == job_id, jobs.c.status == JobStatus.processing.value,
+                                    jobs.c.cancel_requested.is_(False))
                 .values(cancel_requested=True, updated_at=now, message="cancel requested")
-            )
+                .returning(*jobs.c)
+            ).all():
+                emit(conn, row, "status", now)
         return self.get(job_id)
 
     # -- the reaper --------------------------------------------------------------------------
@@ -268,28 +287,40 @@ class JobStore:
         """Return jobs whose lease ran out to the queue, or fail them when attempts are spent."""
         now = self.clock()
         expired = sa.and_(jobs.c.status == JobStatus.processing.value, jobs.c.lease_expires_at < now)
+        done = {"finished_at": now, "updated_at": now, "lease_expires_at": None}
+        rounds = [
+            (sa.and_(expired, jobs.c.cancel_requested.is_(True)),
+             {**done, "status": JobStatus.cancelled.value, "message": "cancelled; its worker stopped answering"}),
+            (sa.and_(expired, jobs.c.attempt >= jobs.c.max_attempts),
+             {**done, "status": JobStatus.failed.value, "error": "worker lost: no attempts left",
+              "message": "failed"}),
+            (expired,
+             {"status": JobStatus.pending.value, "worker_id": None, "lease_expires_at": None, "updated_at": now,
+              "message": "requeued: its worker stopped answering", "progress": 0.0, "step": None,
+              "section": None}),
+        ]
+        reaped: list[str] = []
         with write_tx(self.engine) as conn:
-            cancelled = conn.execute(
-                jobs.update().where(expired, jobs.c.cancel_requested.is_(True))
-                .values(status=JobStatus.cancelled.value, finished_at=now, updated_at=now,
-                        lease_expires_at=None, message="cancelled; its worker stopped answering")
-                .returning(jobs.c.id)
-            ).scalars().all()
-            failed = conn.execute(
-                jobs.update().where(expired, jobs.c.attempt >= jobs.c.max_attempts)
-                .values(status=JobStatus.failed.value, finished_at=now, updated_at=now,
-                        lease_expires_at=None, error="worker lost: no attempts left",
-                        message="failed")
-                .returning(jobs.c.id)
-            ).scalars().all()
-            requeued = conn.execute(
-                jobs.update().where(expired)
-                .values(status=JobStatus.pending.value, worker_id=None, lease_expires_at=None,
-                        updated_at=now, message="requeued: its worker stopped answering",
-                        progress=0.0, step=None, section=None)
-                .returning(jobs.c.id)
-            ).scalars().all()
-        return [*cancelled, *failed, *requeued]
+            for where, values in rounds:
+                for row in conn.execute(jobs.update().where(where).values(**values).returning(*jobs.c)).all():
+                    emit_status(conn, row, now)
+                    reaped.append(row.id)
+        return reaped
+
+    def set_preview(self, job: Job, relative_path: str) -> Heartbeat:
+        """Record the newest preview image (fenced, renews the lease) and log a `preview` event."""
+        now = self.clock()
+        with write_tx(self.engine) as conn:
+            row = conn.execute(
+                _fenced(job).values(preview=relative_path, updated_at=now,
+                                    lease_expires_at=now + self.lease_seconds)
+                .returning(*jobs.c)
+            ).first()
+            if row is not None:
+                emit(conn, row, "preview", now)
+        if row is None:
+            return Heartbeat.lost
+        return Heartbeat.cancel_requested if row.cancel_requested else Heartbeat.ok
 
     def delete(self, job_id: str) -> None:
         with write_tx(self.engine) as conn:

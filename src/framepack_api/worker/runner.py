@@ -15,6 +15,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from framepack_api.backends.base import Backend, Progress, RunContext
@@ -93,7 +94,9 @@ class Worker:
         self._seen("busy", job.id)
         lease = _Lease(self.store, job, self.settings.heartbeat_seconds, self.stopping)
         workdir = self.storage.work_dir(job.id, job.attempt)
-        ctx = RunContext(workdir=workdir, progress=lease.report, cancelled=lease.check)
+        ctx = RunContext(workdir=workdir, progress=lease.report, cancelled=lease.check,
+                         preview=lambda path: lease.preview(self.storage, path),
+                         partial_video=lambda path: lease.partial_video(self.storage, path))
         inputs = {name: self.storage.resolve(rel) for name, rel in job.inputs.items()}
         lease.start()
         try:
@@ -127,6 +130,8 @@ class _Lease:
         self.store, self.job, self.interval, self.stopping = store, job, interval, stopping
         self.state = Heartbeat.ok
         self.last_write = 0.0
+        self.last_preview = 0.0
+        self.first_step_at: float | None = None
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"lease-{job.id[:8]}", daemon=True)
@@ -144,20 +149,47 @@ class _Lease:
         while not self.done.wait(self.interval):
             self._write({})
 
-    def _write(self, fields: dict[str, object]) -> None:
+    def _write(self, fields: dict[str, object], extra: dict[str, object] | None = None) -> None:
         with self.lock:
             if self.state is Heartbeat.lost:
                 return
-            self.state = self.store.heartbeat(self.job, **fields)
+            self.state = self.store.heartbeat(self.job, event_extra=extra, **fields)
             self.last_write = time.monotonic()
 
     def report(self, p: Progress) -> None:
+        now = time.monotonic()
+        if self.first_step_at is None:
+            self.first_step_at = now
         last_step = p.step == p.total_steps and p.section == p.total_sections
-        if last_step or time.monotonic() - self.last_write >= PROGRESS_WRITE_INTERVAL:
+        if last_step or now - self.last_write >= PROGRESS_WRITE_INTERVAL:
             self._write({"progress": p.percent, "step": p.step, "total_steps": p.total_steps,
                          "section": p.section, "total_sections": p.total_sections,
                          "message": p.message or f"section {p.section}/{p.total_sections}, "
-                                                 f"step {p.step}/{p.total_steps}"})
+                                                 f"step {p.step}/{p.total_steps}"},
+                        extra={"eta_seconds": self._eta(p, now)})
+        self.check()
+
+    def _eta(self, p: Progress, now: float) -> float | None:
+        """From this job's own step rate so far (the first step's time is not counted)."""
+        done = (p.section - 1) * p.total_steps + p.step
+        total = p.total_sections * p.total_steps
+        if self.first_step_at is None or done <= 1:
+            return None
+        per_step = (now - self.first_step_at) / (done - 1)
+        return round(per_step * (total - done), 2)
+
+    def preview(self, storage: LocalStorage, produced: Path) -> None:
+        """Publish the newest latent preview; the DB row and event at most every interval."""
+        relative = storage.save_preview(self.job.id, produced, "preview.jpg")
+        if time.monotonic() - self.last_preview >= PROGRESS_WRITE_INTERVAL:
+            with self.lock:
+                if self.state is not Heartbeat.lost:
+                    self.state = self.store.set_preview(self.job, relative)
+                    self.last_write = self.last_preview = time.monotonic()
+        self.check()
+
+    def partial_video(self, storage: LocalStorage, produced: Path) -> None:
+        storage.save_preview(self.job.id, produced, "partial.mp4")
         self.check()
 
     def check(self) -> bool:

@@ -18,7 +18,9 @@ from framepack_api.api.views import JobAccepted, JobView, iso, job_view
 from framepack_api.errors import InvalidInput, JobNotReady
 from framepack_api.hardware import TINY_WARNING
 from framepack_api.jobs.db import ping
+from framepack_api.jobs.eta import Estimator
 from framepack_api.jobs.schema import JobStatus, VideoParams
+from framepack_api.webhooks import parse_webhook_events, validate_webhook_url
 
 router = APIRouter(tags=["video jobs"])
 
@@ -29,6 +31,11 @@ class GenerateJSON(VideoParams):
     image: str = Field(description="Start image, base64 (a data: URL prefix is allowed).")
     end_image: str | None = Field(None, description="Optional end image, base64; reverse sampling only.")
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first; ties run oldest first.")
+    webhook_url: str | None = Field(None, description="POST signed JSON events here (http/https).",
+                                    examples=["https://example.com/hooks/framepack"])
+    webhook_events: list[str] | None = Field(
+        None, description="Event kinds to deliver: status, progress, preview, completed, failed, cancelled. "
+                          "Default: the terminal ones. In multipart, a comma-separated string.")
 
 
 def _openapi_body() -> dict[str, Any]:
@@ -57,9 +64,14 @@ async def generate(
 ) -> JSONResponse:
     fields, images = await _read_generate_body(request, state.settings.max_upload_bytes)
     priority = parse_priority(fields.pop("priority", None))
+    webhook_url = fields.pop("webhook_url", None)
+    if webhook_url:
+        webhook_url = validate_webhook_url(str(webhook_url), state.settings)
+    webhook_events = parse_webhook_events(fields.pop("webhook_events", None))
     params = validate_video_params(state, fields, has_end_image="end_image" in images)
     job, created = await run_in_threadpool(
-        submit_video, state, params, images, priority=priority, idempotency_key=idempotency_key
+        submit_video, state, params, images, priority=priority, idempotency_key=idempotency_key,
+        webhook_url=webhook_url, webhook_events=webhook_events,
     )
     body = JobAccepted(job_id=job.id, status=job.status).model_dump(mode="json")
     return JSONResponse(body, status_code=202 if created else 200,
@@ -112,9 +124,14 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
 
 
 @router.get("/status/{job_id}", response_model=JobView, summary="A job's status and progress")
-def status(job_id: str, store: StoreDep) -> JobView:
+def status(job_id: str, state: StateDep) -> JobView:
+    store = state.store
     job = store.get(job_id)
-    return job_view(job, store.position(job))
+    view = job_view(job, store.position(job))
+    if not job.status.is_terminal:
+        workers = len(store.live_workers(state.settings.lease_seconds))
+        view.eta_seconds = Estimator(store).eta(job, workers=workers)
+    return view
 
 
 @router.get("/result/{job_id}", summary="The finished MP4",

@@ -1,0 +1,130 @@
+"""Live progress: server-sent events from the job event log, latent previews, partial video,
+thumbnails."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from PIL import Image
+
+from framepack_api.api.deps import AppState, StateDep
+from framepack_api.jobs.events import Event, last_event_id, read_events
+from framepack_api.jobs.schema import JobStatus
+
+router = APIRouter(tags=["live progress"])
+
+POLL_SECONDS = 0.2
+THUMBNAIL_SIDE = 320
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _format(event: Event) -> str:
+    data = json.dumps({**event.data, "event_id": event.id, "kind": event.kind, "time": event.created_at})
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
+
+
+def _resume_point(last_event_id_header: str | None) -> int:
+    if not last_event_id_header:
+        return 0
+    try:
+        return max(0, int(last_event_id_header))
+    except ValueError:
+        raise HTTPException(422, detail=[{"loc": ["header", "Last-Event-ID"],
+                                          "msg": "must be an event id (an integer)"}]) from None
+
+
+async def _stream(request: Request, state: AppState, after: int, job_id: str | None) -> AsyncIterator[str]:
+    keepalive = state.settings.sse_keepalive_seconds
+    last_sent = time.monotonic()
+    yield "retry: 2000\n\n"
+    while True:
+        events = await run_in_threadpool(read_events, state.engine, after_id=after, job_id=job_id)
+        for event in events:
+            after = event.id
+            yield _format(event)
+            last_sent = time.monotonic()
+            if job_id is not None and event.is_terminal:
+                return
+        if not events:
+            if job_id is not None:
+                # Resumed after the terminal event, or the log was pruned: nothing more will come.
+                job = await run_in_threadpool(state.store.get, job_id)
+                if job.status.is_terminal and not await run_in_threadpool(
+                        read_events, state.engine, after_id=after, job_id=job_id):
+                    return
+            if time.monotonic() - last_sent >= keepalive:
+                yield ": keep-alive\n\n"
+                last_sent = time.monotonic()
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+
+@router.get("/events/{job_id}", summary="Server-sent events of one job",
+            response_description="text/event-stream: status, progress, preview, then completed / failed / "
+                                 "cancelled, after which the stream closes. Resume with Last-Event-ID.")
+async def job_events(
+    job_id: str, request: Request, state: StateDep,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    await run_in_threadpool(state.store.get, job_id)  # 404 before the stream starts
+    after = _resume_point(last_event_id_header)
+    return StreamingResponse(_stream(request, state, after, job_id), media_type="text/event-stream",
+                             headers=SSE_HEADERS)
+
+
+@router.get("/events", summary="Server-sent events of every job (for dashboards)")
+async def all_events(
+    request: Request, state: StateDep,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    # A new dashboard starts from now; one that reconnects resumes where it was.
+    after = _resume_point(last_event_id_header) if last_event_id_header else \
+        await run_in_threadpool(last_event_id, state.engine)
+    return StreamingResponse(_stream(request, state, after, None), media_type="text/event-stream",
+                             headers=SSE_HEADERS)
+
+
+@router.get("/preview/{job_id}", summary="The newest latent preview (JPEG)",
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No preview yet"}})
+def preview(job_id: str, state: StateDep) -> FileResponse:
+    job = state.store.get(job_id)
+    path = state.storage.preview_dir(job_id) / "preview.jpg"
+    if not job.preview or not path.exists():
+        raise HTTPException(404, detail=f"job {job_id} has no preview yet (status {job.status.value})")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/preview/{job_id}/video", summary="The video so far (MP4), written after each section",
+            responses={200: {"content": {"video/mp4": {}}}, 404: {"description": "No section finished yet"}})
+def partial_video(job_id: str, state: StateDep) -> FileResponse:
+    job = state.store.get(job_id)
+    path = state.storage.preview_dir(job_id) / "partial.mp4"
+    if not path.exists():
+        raise HTTPException(404, detail=f"job {job_id} has no finished section yet (status {job.status.value})")
+    return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/thumbnail/{job_id}", summary="The input image while waiting or running; a frame of the "
+            "result once completed", responses={200: {"content": {"image/jpeg": {}}}})
+def thumbnail(job_id: str, state: StateDep) -> Response:
+    job = state.store.get(job_id)
+    if job.status is JobStatus.completed and job.result and job.result.get("thumbnail"):
+        return FileResponse(state.storage.resolve(job.result["thumbnail"]), media_type="image/jpeg")
+    source = next(iter(job.inputs.values()), None)
+    if source is None:
+        raise HTTPException(404, detail=f"job {job_id} has no image to show")
+    with Image.open(state.storage.resolve(source)) as img:
+        small = img.convert("RGB")
+        small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    out = io.BytesIO()
+    small.save(out, format="JPEG", quality=85)
+    return Response(out.getvalue(), media_type="image/jpeg")
