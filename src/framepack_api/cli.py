@@ -20,7 +20,7 @@ models_app = typer.Typer(help="Model presets.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 ServerOpt = Annotated[str, typer.Option("--server", "-s", envvar="FRAMEPACK_API_SERVER",
                                         help="Base URL of the server.")]

@@ -10,10 +10,11 @@ import httpx
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from support.server import Server
 
 from framepack_api.client import Client, ServerEvent
 from framepack_api.jobs.schema import total_sections
+
+from support.server import Server
 
 LONGER = {"steps": 6, "video_length": 0.8, "latent_window_size": 2, "resolution": 64}
 
@@ -104,7 +105,7 @@ def test_metrics_parse_and_count_jobs(server: Server) -> None:
     assert completed[0].value >= 1
     assert families["framepack_workers_alive"].samples[0].value == 1
     duration = families["framepack_job_duration_seconds"]
-    count = [s for s in duration.samples if s.name.endswith("_count")][0].value
+    count = next(s for s in duration.samples if s.name.endswith("_count")).value
     assert count == completed[0].value
     assert families["framepack_sampling_steps_per_second"].samples[0].value > 0
     assert "framepack_job_queue_seconds" in families and "framepack_queue_depth" in families
