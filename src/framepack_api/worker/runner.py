@@ -21,6 +21,7 @@ from types import FrameType
 from framepack_api.backends.base import Backend, Progress, RunContext
 from framepack_api.errors import JobCancelled, LeaseLost
 from framepack_api.jobs.db import create_engine, upgrade
+from framepack_api.jobs.scheduling import scheduling_options
 from framepack_api.jobs.store import Heartbeat, Job, JobStore
 from framepack_api.settings import Settings
 from framepack_api.storage import LocalStorage
@@ -43,7 +44,7 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.engine = create_engine(settings.resolved_database_url)
         self.store = JobStore(self.engine, lease_seconds=settings.lease_seconds,
-                              max_attempts=settings.max_attempts)
+                              max_attempts=settings.max_attempts, **scheduling_options(settings))
         self.storage = LocalStorage(settings.storage_dir)
         self.stopping = threading.Event()
         self.preset: str | None = None
@@ -65,10 +66,13 @@ class Worker:
         self.preset = backend.preset
         log.info("worker %s ready with model %s", self.id, backend.preset)
         done = 0
-        last_seen = 0.0
+        last_seen = last_reap = 0.0
         try:
             while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
-                self.store.reap()
+                if time.monotonic() - last_reap >= self.settings.reap_interval_seconds:
+                    # Workers reap too, so a deployment of workers without an API still recovers.
+                    self.store.reap()
+                    last_reap = time.monotonic()
                 job = self.store.claim(self.id)
                 if job is None:
                     if time.monotonic() - last_seen > self.settings.heartbeat_seconds:
