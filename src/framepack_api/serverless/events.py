@@ -28,6 +28,7 @@ from framepack_api.api.uploads import check_size, decode_base64, normalise_image
 from framepack_api.errors import InvalidInput
 from framepack_api.hardware import default_resolution
 from framepack_api.jobs.schema import VideoParams
+from framepack_api.limits import apply_server_limits
 from framepack_api.settings import Settings
 
 IMAGE_FIELD = "input_image_b64"
@@ -142,19 +143,9 @@ def _video_params(fields: dict[str, Any], settings: Settings, *, has_end_image: 
         first = ".".join(str(part) for part in errors[0]["loc"]) or "body"
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
         raise InvalidInput(first, problems) from None
-    if params.resolution is None:
-        params = params.model_copy(update={"resolution": default_resolution(settings)})
-    # The same server limits as the HTTP API's submit path.
-    if params.resolution is not None and params.resolution > settings.max_resolution:
-        raise InvalidInput("resolution",
-                           f"{params.resolution} is above MAX_RESOLUTION {settings.max_resolution}")
-    if params.video_length > settings.max_video_seconds:
-        raise InvalidInput("video_length", f"{params.video_length} s is above the limit of "
-                                           f"{settings.max_video_seconds} s")
-    if has_end_image and params.sampling_mode == "forward":
-        raise InvalidInput(END_IMAGE_FIELD, "an end image needs sampling_mode 'reverse'; "
-                                            "forward (F1) sampling cannot take one")
-    return params
+    # The same server limits as every HTTP entry point.
+    return apply_server_limits(settings, params, default_resolution=default_resolution(settings),
+                               end_image_field=END_IMAGE_FIELD)
 
 
 def _image(field: str, value: Any, settings: Settings) -> Image.Image:
