@@ -61,7 +61,8 @@ def serve(
     supervisor = Supervisor(settings, settings.workers)
     supervisor.start()
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                    access_log=settings.access_log)
     finally:
         supervisor.stop()
 
@@ -216,6 +217,25 @@ def models_build_tiny(data_dir: Annotated[Path | None, typer.Option()] = None) -
 
     settings = _settings(data_dir=data_dir)
     print(ensure_tiny_model(settings.models_dir))
+
+
+@app.command()
+def ui(
+    server: ServerOpt = DEFAULT_SERVER,
+    host: Annotated[str, typer.Option(help="Bind address of the page.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the page.")] = 7860,
+    api_key: Annotated[str | None, typer.Option(envvar="FRAMEPACK_API_KEY",
+                                                help="Key for a server with auth on.")] = None,
+) -> None:
+    """Serve the FramePack web page (a client of --server); needs the `ui` extra."""
+    try:
+        from framepack_api.ui.app import run_ui
+    except ModuleNotFoundError as exc:
+        if exc.name != "gradio":
+            raise
+        console.print("[red]the page needs gradio:[/red] pip install 'framepack-api[ui]'")
+        raise typer.Exit(2) from None
+    run_ui(server, host=host, port=port, api_key=api_key)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -73,12 +74,64 @@ class Client:
 
     def submit_video(self, image: str | Path | bytes, *, end_image: str | Path | bytes | None = None,
                      idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        if any(isinstance(v, (list, tuple, dict)) for v in params.values()):
+            # Form fields carry only strings, so lists (lora_paths, lora_scales) go as JSON + base64 images.
+            body = {k: v for k, v in params.items() if v is not None}
+            body["image"] = _b64(image)
+            if end_image is not None:
+                body["end_image"] = _b64(end_image)
+            return dict(self._json(self.http.post("/generate", json=body, headers=headers)))
         files = {"image": ("image", _read(image), "application/octet-stream")}
         if end_image is not None:
             files["end_image"] = ("end_image", _read(end_image), "application/octet-stream")
         data = {k: _form_value(v) for k, v in params.items() if v is not None}
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return dict(self._json(self.http.post("/generate", data=data, files=files, headers=headers)))
+
+    def _post_json(self, path: str, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return dict(self._json(self.http.post(path, json={k: v for k, v in body.items() if v is not None},
+                                              headers=headers)))
+
+    def submit_image(self, *, input_image: str | Path | bytes | None = None, idempotency_key: str | None = None,
+                     **params: Any) -> dict[str, Any]:
+        """One image (seed 002 `POST /api/generate-image`); without input_image, text to image."""
+        image = _b64(input_image) if input_image is not None else None
+        return self._post_json("/api/generate-image", {**params, "input_image": image}, idempotency_key)
+
+    def submit_image_batch(self, prompts: list[str], *, idempotency_key: str | None = None,
+                           **params: Any) -> dict[str, Any]:
+        """One image per prompt (`POST /api/batch-images`)."""
+        return self._post_json("/api/batch-images", {**params, "prompts": list(prompts)}, idempotency_key)
+
+    def submit_image_transfer(self, target_image: str | Path | bytes, source_image: str | Path | bytes, *,
+                              target_mask: str | Path | bytes | None = None,
+                              source_mask: str | Path | bytes | None = None,
+                              idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
+        """Kisekaeichi (`POST /api/transfer-image`): the source's clothing/style onto the target."""
+        images = {"target_image": target_image, "source_image": source_image, "target_mask": target_mask,
+                  "source_mask": source_mask}
+        encoded = {k: _b64(v) for k, v in images.items() if v is not None}
+        return self._post_json("/api/transfer-image", {**params, **encoded}, idempotency_key)
+
+    def loras(self) -> dict[str, Any]:
+        """`GET /loras`: {"lora_dir_configured": bool, "loras": [{"name", "size_bytes", "format"}]}."""
+        return dict(self._json(self.http.get("/loras")))
+
+    def fetch(self, path: str) -> bytes:
+        """The body of a binary GET relative to the server (a preview, thumbnail or one batch image)."""
+        response = self.http.get(path)
+        if response.status_code >= 400:
+            self._json(response)
+        return response.content
+
+    def preview(self, job_id: str) -> bytes:
+        """The newest latent preview of a running job (JPEG)."""
+        return self.fetch(f"/preview/{job_id}")
+
+    def thumbnail(self, job_id: str) -> bytes:
+        """The input image while waiting or running, a frame of the result once completed (JPEG)."""
+        return self.fetch(f"/thumbnail/{job_id}")
 
     def status(self, job_id: str) -> dict[str, Any]:
         return dict(self._json(self.http.get(f"/status/{job_id}")))
@@ -156,6 +209,10 @@ class Client:
 
 def _read(source: str | Path | bytes) -> bytes:
     return source if isinstance(source, bytes) else Path(source).read_bytes()
+
+
+def _b64(source: str | Path | bytes) -> str:
+    return base64.b64encode(_read(source)).decode("ascii")
 
 
 def _form_value(value: Any) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ModelChoice = Literal["auto", "framepack", "framepack-f1", "tiny"]
 
@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(10.0, gt=0)
     max_attempts: int = Field(3, ge=1, le=20)
     reap_interval_seconds: float = Field(5.0, gt=0)
-    poll_interval_seconds: float = Field(0.5, gt=0)
+    poll_interval_seconds: float = Field(0.5, gt=0, description="Longest wait between claims when idle.")
+    access_log: bool = Field(True, description="uvicorn's line per request.")
     recent_finished_limit: int = Field(20, ge=0, le=1000)
 
     # -- live progress (events, previews, webhooks) --
@@ -55,6 +56,61 @@ class Settings(BaseSettings):
                                              description="Empty: any host. Else only these hosts.")
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_max_attempts: int = Field(8, ge=1, le=50)
+
+    # -- OpenAI dialect, training service, auth (issue 5) --
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Keys for `Authorization: Bearer` / `X-API-Key`; any turns auth on.")
+    basic_auth_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description='HTTP Basic "user:password" pairs; any turns auth on.')
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                         description="Allowed CORS origins; none by default.")
+    backend: Literal["framepack", "remote"] = Field("framepack", description="What runs /v1/videos jobs.")
+    training_backend: Literal["framepack", "remote"] = Field(
+        "framepack", description="What runs /api/video-generation/ jobs.")
+    remote_base_url: str = Field("", description="An OpenAI-compatible server, e.g. http://host:8000/v1.")
+    remote_api_key: str = ""
+    remote_model: str = Field("framepack", description="The model asked of the remote server.")
+    remote_timeout_seconds: float = Field(60.0, gt=0, description="Per HTTP request to the remote.")
+    remote_max_wait_seconds: float = Field(6 * 3600.0, gt=0, description="Give up on a remote video after.")
+    training_cache_ttl_seconds: float = Field(30 * 86400.0, ge=0, description="0 keeps runs' videos forever.")
+    training_video_seconds: float = Field(4.0, gt=0, le=120.0, description="Length of training videos.")
+    training_params: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict, description="Extra FramePack knobs (steps, seed, ...) for training videos.")
+    video_expiry_seconds: float = Field(0.0, ge=0, description="/v1 downloads expire after; 0 = never.")
+    openai_poll_after_ms: int = Field(1000, ge=50, le=60000, description="openai-poll-after-ms header.")
+
+    @field_validator("api_keys", "basic_auth_users", "cors_origins", "training_params", mode="before")
+    @classmethod
+    def _collection_from_env(cls, value: Any, info: ValidationInfo) -> Any:
+        # Environment values: JSON, a Python literal (how `serve` hands settings to its workers),
+        # or for lists a comma-separated string.
+        if not isinstance(value, str):
+            return value
+        import ast
+        import json
+
+        text = value.strip()
+        if not text:
+            return {} if info.field_name == "training_params" else []
+        if text[0] in "[{":
+            try:
+                return json.loads(text)
+            except ValueError:
+                return ast.literal_eval(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    @model_validator(mode="after")
+    def _remote_needs_a_url(self) -> Settings:
+        if "remote" in (self.backend, self.training_backend) and not self.remote_base_url:
+            raise ValueError("the remote backend needs remote_base_url (FRAMEPACK_API_REMOTE_BASE_URL)")
+        return self
+
+    # -- image jobs and scheduling (issue 4) --
+    image_max_side: int = Field(2048, ge=64, le=4096, description="Largest width or height of an image job.")
+    image_priority_boost: int = Field(
+        10, ge=0, le=1000, description="Priority points image jobs get over video jobs; 0 = same queue order.")
+    aging_seconds_per_priority: float = Field(
+        30.0, ge=0, description="A waiting job gains one priority point per this many seconds; 0 = no aging.")
 
     @model_validator(mode="after")
     def _heartbeat_shorter_than_lease(self) -> Settings:

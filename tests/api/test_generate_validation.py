@@ -170,3 +170,12 @@ def test_openapi_documents_every_generate_field(api: TestClient) -> None:
                  "gpu_memory_preservation", "use_teacache", "mp4_crf", "sampling_mode", "resolution"):
         assert form[name].get("description"), name
     assert "application/json" in body and api.get("/docs").status_code == 200
+
+
+def test_list_fields_in_a_form_repeat_or_split(api: TestClient, settings: Settings) -> None:
+    image = {"image": ("a.png", png_bytes(), "image/png")}
+    r = api.post("/generate", data={**FAST, "lora_paths": "missing.safetensors"}, files=image)
+    assert r.status_code == 422 and field_of(r.json()) == "lora_paths"
+    r = api.post("/generate", data={**FAST, "lora_scales": "[1.0, 0.5]"}, files=image)
+    assert r.status_code == 422 and "lora_scales has 2 values for 0 lora_paths" in str(r.json())
+    assert rows(settings) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,14 +13,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from framepack_api import __version__
+from framepack_api.api.auth import install_auth
 from framepack_api.api.deps import AppState
-from framepack_api.api.routes import native
+from framepack_api.api.routes import images, metrics, native, openai_videos, progress, training
 from framepack_api.errors import Conflict, InvalidInput, JobNotFound, JobNotReady, Unavailable
 from framepack_api.hardware import TINY_WARNING, default_resolution, effective_model
 from framepack_api.jobs.db import create_engine, upgrade
+from framepack_api.jobs.scheduling import scheduling_options
 from framepack_api.jobs.store import JobStore
 from framepack_api.settings import Settings, get_settings
 from framepack_api.storage import LocalStorage
+from framepack_api.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +46,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         model = await run_in_threadpool(effective_model, settings)
         if model == "tiny":
             log.warning(TINY_WARNING)
-        store = JobStore(engine, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts)
+        store = JobStore(engine, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
+                         **scheduling_options(settings))
         app.state.framepack = AppState(
             settings=settings, engine=engine, store=store, storage=LocalStorage(settings.storage_dir),
             model=model, default_resolution=default_resolution(settings),
         )
-        reaper = asyncio.create_task(_reap_forever(store, settings.reap_interval_seconds))
+        background = [
+            asyncio.create_task(_reap_forever(store, settings.reap_interval_seconds)),
+            asyncio.create_task(WebhookDispatcher(engine, settings).run_forever()),
+        ]
         try:
             yield
         finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             engine.dispose()
 
     app = FastAPI(title="framepack-api", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.include_router(native.router)
+    app.include_router(images.router)
+    app.include_router(progress.router)
+    app.include_router(metrics.router)
+    app.include_router(openai_videos.router)  # errors in OpenAI's shape: see api/openai_errors.py
+    app.include_router(training.router)
+    install_auth(app, settings)
     _install_error_handlers(app)
+    _mount_ui(app, settings)
     return app
+
+
+def _mount_ui(app: FastAPI, settings: Settings) -> None:
+    """The Gradio page at /ui when the optional `ui` extra is installed (docs/UI.md). It is a client of
+    this server's HTTP API over loopback, like any other client."""
+    if not getattr(settings, "ui_enabled", True) or importlib.util.find_spec("gradio") is None:
+        return
+    from framepack_api.ui.app import mount_ui
+
+    mount_ui(app, settings)
 
 
 async def _reap_forever(store: JobStore, interval: float) -> None:

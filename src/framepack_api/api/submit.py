@@ -15,10 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from framepack_api.api.deps import AppState
+from framepack_api.api.image_submit import check_loras
 from framepack_api.api.uploads import normalise_image
 from framepack_api.errors import InvalidInput
 from framepack_api.jobs.schema import JobType, VideoParams
 from framepack_api.jobs.store import Job, NewJob
+from framepack_api.limits import apply_server_limits
 
 PRIORITY_RANGE = (-100, 100)
 
@@ -32,18 +34,9 @@ def validate_video_params(state: AppState, fields: dict[str, Any], *, has_end_im
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         ) from None
-    if params.resolution is None:
-        params = params.model_copy(update={"resolution": state.default_resolution})
     settings = state.settings
-    if params.resolution is not None and params.resolution > settings.max_resolution:
-        raise InvalidInput("resolution", f"{params.resolution} is above this server's "
-                                         f"MAX_RESOLUTION of {settings.max_resolution}")
-    if params.video_length > settings.max_video_seconds:
-        raise InvalidInput("video_length", f"{params.video_length} s is above this server's limit of "
-                                           f"{settings.max_video_seconds} s")
-    if has_end_image and params.sampling_mode == "forward":
-        raise InvalidInput("end_image", "an end image needs sampling_mode 'reverse'; "
-                                        "forward (F1) sampling cannot take one")
+    params = apply_server_limits(settings, params, default_resolution=state.default_resolution)
+    check_loras(settings, params.lora_paths)  # a LoRA name outside LORA_DIR is refused here, not in the worker
     return params
 
 

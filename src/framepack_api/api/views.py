@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from framepack_api.api.image_views import batch_progress
 from framepack_api.jobs.schema import JobStatus, JobType
 from framepack_api.jobs.store import Job
 
@@ -47,6 +48,8 @@ class JobView(BaseModel):
     partial_video_url: str | None = None
     thumbnail_url: str | None = None
     events_url: str | None = None
+    batch_progress: dict[str, Any] | None = Field(None, description="Batch image jobs: each image's status, "
+                                                                    "seed and progress.")
 
 
 def job_view(job: Job, position: int | None = None) -> JobView:
@@ -61,4 +64,5 @@ def job_view(job: Job, position: int | None = None) -> JobView:
         preview_url=f"/preview/{job.id}" if job.preview else None,
         partial_video_url=f"/preview/{job.id}/video" if job.preview else None,
         thumbnail_url=f"/thumbnail/{job.id}", events_url=f"/events/{job.id}",
+        batch_progress=batch_progress(job),
     )

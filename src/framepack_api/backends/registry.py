@@ -9,4 +9,8 @@ from framepack_api.settings import Settings
 def create_backend(settings: Settings) -> Backend:
     from framepack_api.backends.framepack.backend import FramepackBackend
 
+    if "remote" in (settings.backend, settings.training_backend):
+        from framepack_api.backends.remote import RemoteBackend, RoutingBackend
+
+        return RoutingBackend(settings, RemoteBackend(settings), FramepackBackend)
     return FramepackBackend(settings)

@@ -6,13 +6,22 @@ Ranges follow FramePack's own Gradio page, so a job that the page accepts, the A
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from framepack_api.jobs.image_params import ImageBatchParams, ImageParams, ImageTransferParams, LoraFields
 
 
 class JobType(str, enum.Enum):
     video = "video"
+    remote_video = "remote_video"  # forwarded to an OpenAI-compatible server (issue 5)
+    image = "image"  # one-frame inference, seed 002 (issue 4)
+    image_batch = "image_batch"
+    image_transfer = "image_transfer"  # kisekaeichi
+
+
+IMAGE_JOB_TYPES = frozenset({JobType.image, JobType.image_batch, JobType.image_transfer})
 
 
 class JobStatus(str, enum.Enum):
@@ -49,7 +58,7 @@ def can_transition(old: JobStatus, new: JobStatus) -> bool:
 SamplingMode = Literal["reverse", "forward"]
 
 
-class VideoParams(BaseModel):
+class VideoParams(LoraFields):
     """FramePack image-to-video parameters (seed 000/001), with FramePack's defaults."""
 
     model_config = ConfigDict(extra="forbid")
@@ -91,4 +100,19 @@ def frame_count(sections: int, latent_window_size: int) -> int:
     return 4 * sections * latent_window_size + 1
 
 
-PARAMS_BY_TYPE: dict[JobType, type[BaseModel]] = {JobType.video: VideoParams}
+class RemoteVideoParams(BaseModel):
+    """A video job forwarded to an OpenAI-compatible /v1/videos server, in that API's own terms."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field("", max_length=4000)
+    model: str = Field(min_length=1, max_length=128, description="The model asked of the remote server.")
+    seconds: str = Field("4", max_length=16)
+    size: str = Field("1280x720", max_length=32)
+    extra: dict[str, Any] = Field(default_factory=dict, description="Model-specific fields passed through.")
+
+
+PARAMS_BY_TYPE: dict[JobType, type[BaseModel]] = {JobType.video: VideoParams,
+                                                  JobType.remote_video: RemoteVideoParams,
+                                                  JobType.image: ImageParams, JobType.image_batch: ImageBatchParams,
+                                                  JobType.image_transfer: ImageTransferParams}

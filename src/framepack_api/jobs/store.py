@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -20,7 +20,7 @@ from framepack_api.errors import Conflict, JobNotFound
 from framepack_api.jobs.db import read_tx, write_tx
 from framepack_api.jobs.events import emit, emit_status
 from framepack_api.jobs.schema import JobStatus, JobType
-from framepack_api.jobs.tables import jobs, workers
+from framepack_api.jobs.tables import job_events, jobs, webhook_deliveries, workers
 
 Clock = Callable[[], float]
 
@@ -89,8 +89,13 @@ class NewJob:
 
 class JobStore:
     def __init__(self, engine: Engine, *, lease_seconds: float = 60.0, max_attempts: int = 3,
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = time.time, type_boost: Mapping[JobType, int] | None = None,
+                 aging_seconds: float = 0.0) -> None:
         self.engine = engine
+        # Scheduling (issue 4): effective priority = priority + type_boost[type] + seconds waited /
+        # aging_seconds. See _claim_key.
+        self.type_boost = {t: b for t, b in (type_boost or {}).items() if b}
+        self.aging_seconds = aging_seconds
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.clock = clock
@@ -147,21 +152,42 @@ class JobStore:
         """1-based place among pending jobs in claim order; None when not pending."""
         if job.status is not JobStatus.pending:
             return None
+        key = self._claim_key()
+        # The job's own key computed by the same SQL expression, so equal keys compare equal.
+        mine = sa.select(key).where(jobs.c.id == job.id).scalar_subquery()
         ahead = sa.and_(
             jobs.c.status == JobStatus.pending.value,
             sa.or_(
-                jobs.c.priority > job.priority,
-                sa.and_(jobs.c.priority == job.priority, jobs.c.created_at < job.created_at),
-                sa.and_(jobs.c.priority == job.priority, jobs.c.created_at == job.created_at,
-                        jobs.c.id < job.id),
+                key < mine,
+                sa.and_(key == mine, jobs.c.created_at < job.created_at),
+                sa.and_(key == mine, jobs.c.created_at == job.created_at, jobs.c.id < job.id),
             ),
         )
         with read_tx(self.engine) as conn:
             count = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(ahead)).scalar_one()
         return int(count) + 1
 
+    def _claim_key(self) -> Any:
+        """Claim order's sort key, smallest first.
+
+        Effective priority = priority + the type's boost (+ seconds waited / aging_seconds). Ordering
+        by that at time `now` is ordering by ``created_at - effective * aging_seconds`` (now is common
+        to all rows), a key that never changes: claim and position agree at any instant, and a job
+        waiting ``aging_seconds × difference`` longer overtakes one with higher priority, so none starves.
+        """
+        effective: Any = jobs.c.priority
+        if self.type_boost:
+            effective = effective + sa.case({t.value: b for t, b in self.type_boost.items()},
+                                            value=jobs.c.type, else_=0)
+        if self.aging_seconds > 0:
+            return jobs.c.created_at - effective * self.aging_seconds
+        return -effective
+
+    def _claim_order(self) -> list[Any]:
+        return [self._claim_key(), jobs.c.created_at, jobs.c.id]
+
     def list_pending(self, limit: int = 1000) -> list[Job]:
-        return self._select(jobs.c.status == JobStatus.pending.value, _claim_order(), limit)
+        return self._select(jobs.c.status == JobStatus.pending.value, self._claim_order(), limit)
 
     def list_processing(self) -> list[Job]:
         return self._select(jobs.c.status == JobStatus.processing.value, [jobs.c.started_at], 1000)
@@ -191,7 +217,7 @@ class JobStore:
         now = self.clock()
         next_id = (
             sa.select(jobs.c.id).where(jobs.c.status == JobStatus.pending.value)
-            .order_by(*_claim_order()).limit(1)
+            .order_by(*self._claim_order()).limit(1)
             .with_for_update(skip_locked=True)  # PostgreSQL; SQLite serialises by BEGIN IMMEDIATE
             .scalar_subquery()
         )
@@ -324,6 +350,8 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         with write_tx(self.engine) as conn:
+            conn.execute(webhook_deliveries.delete().where(webhook_deliveries.c.job_id == job_id))
+            conn.execute(job_events.delete().where(job_events.c.job_id == job_id))
             conn.execute(jobs.delete().where(jobs.c.id == job_id))
 
     # -- workers -----------------------------------------------------------------------------
@@ -349,8 +377,6 @@ class JobStore:
         return [dict(r._mapping) for r in rows]
 
 
-def _claim_order() -> list[Any]:
-    return [jobs.c.priority.desc(), jobs.c.created_at, jobs.c.id]
 
 
 def _fenced(job: Job) -> sa.Update:

@@ -86,3 +86,29 @@ webhook_deliveries = sa.Table(
     sa.Column("delivered_at", sa.Float),
     sa.Index("ix_webhook_due", "status", "next_attempt_at"),
 )
+
+# -- issue 5: the OpenAI dialect's view of a job, and the training service's per-run cache --
+
+# What an OpenAI-style client asked for and was promised (model, seconds, size as made), kept
+# beside the job so that retrieve and list answer it; only jobs made through /v1/videos have a row.
+openai_videos = sa.Table(
+    "openai_videos",
+    metadata,
+    sa.Column("job_id", sa.String(36), primary_key=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("seconds", sa.String(16), nullable=False),
+    sa.Column("size", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_openai_videos_created", "created_at", "job_id"),
+)
+
+# Seed 004's video cache, one row per training run, in the database so that it survives restarts.
+training_videos = sa.Table(
+    "training_videos",
+    metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("drill_text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float),  # None: kept until DELETE /cache/{run_id}
+)

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 PROGRESS_WRITE_INTERVAL = 0.25
 
 
+FAST_POLL_SECONDS = 0.02
+PARENT_PID_ENV = "FRAMEPACK_API_PARENT_PID"  # set by the supervisor for embedded workers
+
+
 class ShutdownRequested(Exception):
     """SIGTERM/SIGINT arrived while a job was running: give the job back and exit."""
 
@@ -67,8 +71,12 @@ class Worker:
         log.info("worker %s ready with model %s", self.id, backend.preset)
         done = 0
         last_seen = last_reap = 0.0
+        idle_wait = FAST_POLL_SECONDS
         try:
             while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
+                if self._orphaned():
+                    log.warning("worker %s: the serve process that started it is gone; exiting", self.id)
+                    break
                 if time.monotonic() - last_reap >= self.settings.reap_interval_seconds:
                     # Workers reap too, so a deployment of workers without an API still recovers.
                     self.store.reap()
@@ -78,14 +86,24 @@ class Worker:
                     if time.monotonic() - last_seen > self.settings.heartbeat_seconds:
                         self._seen("idle")
                         last_seen = time.monotonic()
-                    self.stopping.wait(self.settings.poll_interval_seconds)
+                    # Poll fast right after activity (the next job is often already queued or
+                    # about to be), then back off to the configured interval.
+                    self.stopping.wait(idle_wait)
+                    idle_wait = min(idle_wait * 2, self.settings.poll_interval_seconds)
                     continue
                 self.run_one(backend, job)
                 done += 1
                 last_seen = 0.0
+                idle_wait = FAST_POLL_SECONDS
         finally:
             self._seen("stopped")
             self.engine.dispose()
+
+    def _orphaned(self) -> bool:
+        """An embedded worker outliving its `serve` (killed with SIGKILL) would keep taking jobs
+        nobody supervises; it leaves instead. Standalone workers have no parent to watch."""
+        parent = os.environ.get(PARENT_PID_ENV)
+        return parent is not None and os.getppid() != int(parent)
 
     def _seen(self, state: str, job_id: str | None = None) -> None:
         self.store.worker_seen(self.id, state=state, pid=os.getpid(), hostname=socket.gethostname(),

@@ -6,6 +6,7 @@ embedded and standalone workers are one code path and `ps` says what each proces
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 from framepack_api.settings import Settings
+from framepack_api.worker.runner import PARENT_PID_ENV
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         key = f"FRAMEPACK_API_{name.upper()}"
         if value is None:
             env.pop(key, None)
+        elif isinstance(value, (list, dict)):
+            env[key] = json.dumps(value)  # what pydantic-settings parses back for complex fields
         else:
             env[key] = str(value)
     return env
@@ -62,7 +66,8 @@ class Supervisor:
         return [p.pid for p in self.procs if p is not None and p.poll() is None]
 
     def _spawn(self, slot: int) -> None:
-        proc = subprocess.Popen(worker_command(), env=settings_env(self.settings),
+        env = {**settings_env(self.settings), PARENT_PID_ENV: str(os.getpid())}
+        proc = subprocess.Popen(worker_command(), env=env,
                                 start_new_session=True)  # a terminal's Ctrl-C reaches us, not them
         self.procs[slot] = proc
         self.spawned_at[slot] = time.monotonic()

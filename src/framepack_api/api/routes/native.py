@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from framepack_api.api.deps import StateDep, StoreDep
+from framepack_api.api.routes.images import image_file
 from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
 from framepack_api.api.uploads import check_size, decode_base64
 from framepack_api.api.views import JobAccepted, JobView, iso, job_view
@@ -19,12 +20,25 @@ from framepack_api.errors import InvalidInput, JobNotReady
 from framepack_api.hardware import TINY_WARNING
 from framepack_api.jobs.db import ping
 from framepack_api.jobs.eta import Estimator
-from framepack_api.jobs.schema import JobStatus, VideoParams
+from framepack_api.jobs.schema import IMAGE_JOB_TYPES, JobStatus, VideoParams
 from framepack_api.webhooks import parse_webhook_events, validate_webhook_url
 
 router = APIRouter(tags=["video jobs"])
 
 IMAGE_FIELDS = ("image", "end_image")
+# In a form these may repeat (lora_paths=a&lora_paths=b) or hold a JSON list or "a,b".
+LIST_FIELDS = ("lora_paths", "lora_scales", "webhook_events")
+
+
+def _form_list(value: str) -> list[str]:
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise InvalidInput("body", f"not a valid JSON list: {text[:80]}") from None
+        return [str(v) for v in parsed] if isinstance(parsed, list) else [text]
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 class GenerateJSON(VideoParams):
@@ -96,6 +110,8 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
                 if value:
                     images[key] = decode_base64(key, value, max_bytes)
                     check_size(key, images[key], max_bytes)
+            elif key in LIST_FIELDS:
+                fields.setdefault(key, []).extend(_form_list(value))
             else:
                 fields[key] = value
     elif content_type.startswith("application/json"):
@@ -141,6 +157,8 @@ def result(job_id: str, state: StateDep) -> FileResponse:
     job = state.store.get(job_id)
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(job_id, job.status.value)
+    if job.type in IMAGE_JOB_TYPES:  # the PNG, or a batch's ZIP
+        return image_file(state, job, None)
     path = state.storage.resolve(job.result["video"])
     return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
 
@@ -171,7 +189,8 @@ def cancel(job_id: str, store: StoreDep) -> JobView:
 class Health(BaseModel):
     status: str
     database: bool
-    workers_alive: int
+    workers_alive: int = Field(description="Workers with the model loaded, idle or busy.")
+    workers_starting: int = Field(0, description="Workers still loading the model.")
     workers: list[dict[str, Any]]
     model: str
     tiny_model: bool
@@ -183,8 +202,10 @@ class Health(BaseModel):
 def health(state: StateDep) -> JSONResponse:
     db_ok = ping(state.engine)
     workers = state.store.live_workers(state.settings.lease_seconds) if db_ok else []
+    ready = [w for w in workers if w["state"] in ("idle", "busy")]
     body = Health(
-        status="ok" if db_ok else "unavailable", database=db_ok, workers_alive=len(workers),
+        status="ok" if db_ok else "unavailable", database=db_ok, workers_alive=len(ready),
+        workers_starting=len(workers) - len(ready),
         workers=[{"id": w["id"], "state": w["state"], "pid": w["pid"], "hostname": w["hostname"],
                   "current_job_id": w["current_job_id"], "preset": w["preset"]} for w in workers],
         model=state.model, tiny_model=state.model == "tiny",

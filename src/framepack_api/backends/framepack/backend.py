@@ -8,9 +8,11 @@ from typing import Any
 from PIL import Image
 
 from framepack_api.backends.base import JobOutput, RunContext
+from framepack_api.backends.framepack.image_jobs import run_image_job
 from framepack_api.backends.framepack.loader import LoadedModel, load_model
+from framepack_api.backends.framepack.lora import LoraManager
 from framepack_api.backends.framepack.video import generate_video
-from framepack_api.jobs.schema import JobType, VideoParams
+from framepack_api.jobs.schema import IMAGE_JOB_TYPES, JobType, VideoParams
 from framepack_api.settings import Settings
 
 
@@ -31,9 +33,12 @@ class FramepackBackend:
         # Plain attributes (the Backend protocol's); preset follows transformer swaps after each run.
         self.preset: str = self.model.preset
         self.is_tiny: bool = self.model.is_tiny
+        self.loras = LoraManager(settings.lora_dir)
 
     def run(self, job_type: JobType, params: dict[str, Any], inputs: dict[str, Path],
             ctx: RunContext) -> JobOutput:
+        if job_type in IMAGE_JOB_TYPES:
+            return run_image_job(self.model, self.loras, job_type, params, inputs, ctx)
         if job_type != JobType.video:
             raise ValueError(f"FramepackBackend cannot run {job_type!r} jobs")
         video_params = VideoParams.model_validate(params)
@@ -43,6 +48,13 @@ class FramepackBackend:
         end_path = inputs.get("end_image")
         end_image = open_image(end_path) if end_path is not None else None
         try:
-            return generate_video(self.model, video_params, image, end_image, ctx.workdir, ctx)
+            # Swap the transformer first (a no-op for the tiny model): a swap would drop applied LoRAs.
+            self.model.use_sampling_mode(video_params.sampling_mode)
+            with self.loras.applied(self.model.pipe.transformer, video_params.lora_pairs()) as loras:
+                output = generate_video(self.model, video_params, image, end_image, ctx.workdir, ctx,
+                                        preview_every=self.settings.preview_every_steps)
+            if loras:
+                output.info["loras"] = loras
+            return output
         finally:
             self.preset = self.model.preset

@@ -21,9 +21,11 @@ from PIL import Image
 
 from framepack_api.backends.base import JobOutput, Progress, RunContext
 from framepack_api.backends.framepack.loader import LoadedModel
+from framepack_api.backends.framepack.progress_hooks import PartialVideoWriter, observe_vae_decode
 from framepack_api.errors import JobCancelled
 from framepack_api.jobs.schema import VideoParams, frame_count, total_sections
 from framepack_api.media.images import find_nearest_bucket, load_rgb, resize_and_center_crop
+from framepack_api.media.preview import write_preview
 from framepack_api.media.video import write_mp4, write_thumbnail
 
 log = logging.getLogger(__name__)
@@ -138,8 +140,17 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
 
 
 def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
-                   end_image: Image.Image | None, out_dir: Path, ctx: RunContext) -> JobOutput:
-    """Run one FramePack image-to-video job and write ``video.mp4`` + ``thumbnail.jpg`` into ``out_dir``."""
+                   end_image: Image.Image | None, out_dir: Path, ctx: RunContext, *,
+                   preview_every: int = 1, partial_videos: bool = True) -> JobOutput:
+    """Run one FramePack image-to-video job and write ``video.mp4`` + ``thumbnail.jpg`` into ``out_dir``.
+
+    While it runs: every ``preview_every`` sampling steps (counted across sections; 0 = never) a
+    latent preview JPEG ``ctx.workdir / "preview.jpg"`` goes to ``ctx.preview``; after every section
+    (when ``partial_videos``) the video so far ``ctx.workdir / "partial.mp4"`` goes to
+    ``ctx.partial_video``. Both files are replaced atomically; neither changes the final video.
+    """
+    if preview_every < 0:
+        raise ValueError(f"preview_every must be >= 0, got {preview_every}")
     started = time.perf_counter()
     pipe = model.pipe
     reverse = params.sampling_mode == "reverse"
@@ -170,8 +181,10 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
     # 4) Sample. The callback runs after every step of every section: count calls to know the section.
     steps = params.steps
     calls = 0
+    preview_path = ctx.workdir / "preview.jpg"
+    live_seconds = {"previews": 0.0}  # our own work inside the call, reported in timings
 
-    def on_step_end(_pipe: Any, _i: int, _t: Any, _kwargs: dict[str, Any]) -> dict[str, Any]:
+    def on_step_end(_pipe: Any, _i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         nonlocal calls
         calls += 1
         section, step = divmod(calls - 1, steps)
@@ -179,6 +192,13 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
                               total_sections=sections, message="sampling"))
         if ctx.cancelled():
             raise JobCancelled()
+        # The noisy latents of the current section after this step; read only, never returned, so
+        # the sampling itself is untouched.
+        if preview_every and calls % preview_every == 0:
+            preview_started = time.perf_counter()
+            write_preview(kwargs["latents"], preview_path)
+            live_seconds["previews"] += time.perf_counter() - preview_started
+            ctx.preview(preview_path)
         return {}
 
     true_cfg = params.cfg > 1.0
@@ -197,6 +217,7 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
         "generator": generator,
         "sampling_type": "inverted_anti_drifting" if reverse else "vanilla",
         "callback_on_step_end": on_step_end,
+        "callback_on_step_end_tensor_inputs": ["latents"],
         "output_type": "np",
     }
     info_extra: dict[str, Any] = {}
@@ -213,9 +234,14 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
     timer.watch("decode", getattr(pipe.vae, "decoder", None))
     cache_cm = (first_block_cache(pipe.transformer, branches=2 if true_cfg else 1)
                 if params.use_teacache else contextlib.nullcontext("none"))
+    partial = (PartialVideoWriter(pipe, reverse, window, ctx.workdir / "partial.mp4", fps=FPS,
+                                  crf=params.mp4_crf, report=ctx.partial_video)
+               if partial_videos else None)
+    observe_cm = (observe_vae_decode(pipe.vae, partial) if partial is not None
+                  else contextlib.nullcontext())
     call_started = time.perf_counter()
     try:
-        with cache_cm as cache:
+        with cache_cm as cache, observe_cm:
             output = pipe(**call_kwargs)
     finally:
         timer.close()
@@ -242,6 +268,9 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
         # Scheduler steps, offload transfers, pre/post-processing: the call minus the timed modules.
         "other": round(max(0.0, call_seconds - sum(t.values())), 4),
         "write": round(write_seconds, 4),
+        # Inside "other": making latent previews and partial videos (not the callbacks' own time).
+        "previews": round(live_seconds["previews"], 4),
+        "partials": round(partial.seconds if partial is not None else 0.0, 4),
         "total": round(time.perf_counter() - started, 4),
     }
     info: dict[str, Any] = {

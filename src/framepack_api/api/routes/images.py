@@ -1,0 +1,113 @@
+"""The image endpoints of seed 002, their results, and the LoRA list.
+
+``POST /api/generate-image``, ``/api/batch-images``, ``/api/transfer-image`` queue jobs (202 + job id);
+``GET /result/{job_id}`` (in native.py, via ``image_file``) gives the PNG or a batch's ZIP,
+``GET /result/{job_id}/{index}`` one image of a batch, ``GET /api/image/{job_id}`` the same as /result.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel
+
+from framepack_api.api.deps import StateDep
+from framepack_api.api.image_submit import (
+    BatchImagesRequest,
+    GenerateImageRequest,
+    TransferImageRequest,
+    image_params,
+    read_images,
+    request_hash,
+    submit_image_job,
+)
+from framepack_api.api.views import JobAccepted
+from framepack_api.errors import JobNotFound, JobNotReady
+from framepack_api.jobs.schema import IMAGE_JOB_TYPES, JobStatus, JobType
+from framepack_api.jobs.store import Job
+from framepack_api.lora_files import list_loras
+
+router = APIRouter(tags=["image jobs"])
+
+IdempotencyKey = Annotated[str | None, Header(max_length=255, description="Same key, same job: retries are safe.")]
+ERRORS: dict[int | str, dict[str, Any]] = {413: {"description": "Image too large"},
+                                           422: {"description": "A field is invalid; `detail` names it"}}
+
+
+async def _queue(state: StateDep, job_type: JobType, body: BaseModel, idempotency_key: str | None) -> JSONResponse:
+    images = read_images(state.settings, body)
+    params = image_params(state, body, images)
+    job, created = await run_in_threadpool(
+        submit_image_job, state, job_type, params, images, priority=getattr(body, "priority", 0),
+        request_hash=request_hash(job_type, body, images), idempotency_key=idempotency_key)
+    accepted = JobAccepted(job_id=job.id, status=job.status).model_dump(mode="json")
+    return JSONResponse(accepted, status_code=202 if created else 200, headers={"Location": f"/status/{job.id}"})
+
+
+@router.post("/api/generate-image", status_code=202, response_model=JobAccepted, responses=ERRORS,
+             summary="Queue one image (one-frame inference; text to image without input_image)")
+async def generate_image(body: GenerateImageRequest, state: StateDep,
+                         idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    return await _queue(state, JobType.image, body, idempotency_key)
+
+
+@router.post("/api/batch-images", status_code=202, response_model=JobAccepted, responses=ERRORS,
+             summary="Queue one image per prompt, batch_size images per forward pass")
+async def batch_images(body: BatchImagesRequest, state: StateDep,
+                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    return await _queue(state, JobType.image_batch, body, idempotency_key)
+
+
+@router.post("/api/transfer-image", status_code=202, response_model=JobAccepted, responses=ERRORS,
+             summary="Queue a kisekaeichi transfer: the reference's clothing/style onto the subject")
+async def transfer_image(body: TransferImageRequest, state: StateDep,
+                         idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    return await _queue(state, JobType.image_transfer, body, idempotency_key)
+
+
+def image_file(state: StateDep, job: Job, index: int | None) -> FileResponse:
+    """A completed image job's PNG (``index`` None or 0), a batch's ZIP (None) or one batch image."""
+    if job.status is not JobStatus.completed or not job.result:
+        raise JobNotReady(job.id, job.status.value)
+    if job.type is JobType.image_batch:
+        key = "zip" if index is None else f"image_{index:03d}"
+    else:
+        key = "image" if index in (None, 0) else ""
+    if key not in job.result:
+        raise JobNotFound(f"{job.id}/{index}")
+    path = state.storage.resolve(job.result[key])
+    if key == "zip":
+        return FileResponse(path, media_type="application/zip", filename=f"{job.id}.zip")
+    suffix = "" if index is None else f"-{index}"
+    return FileResponse(path, media_type="image/png", filename=f"{job.id}{suffix}.png")
+
+
+def _image_job(state: StateDep, job_id: str) -> Job:
+    job = state.store.get(job_id)
+    if job.type not in IMAGE_JOB_TYPES:
+        raise JobNotFound(job_id)  # not an image job
+    return job
+
+
+@router.get("/result/{job_id}/{index}", summary="One image of a finished image job (0-based)",
+            responses={200: {"content": {"image/png": {}}}, 404: {"description": "Unknown job or index"},
+                       409: {"description": "Not completed yet"}})
+def result_image(job_id: str, index: int, state: StateDep) -> FileResponse:
+    return image_file(state, _image_job(state, job_id), index)
+
+
+@router.get("/api/image/{job_id}", summary="A finished image job's PNG (a batch: its ZIP, or ?index=N)",
+            responses={200: {"content": {"image/png": {}, "application/zip": {}}},
+                       404: {"description": "Unknown job or index"}, 409: {"description": "Not completed yet"}})
+def api_image(job_id: str, state: StateDep,
+              index: Annotated[int | None, Query(ge=0, description="One image of a batch")] = None) -> FileResponse:
+    return image_file(state, _image_job(state, job_id), index)
+
+
+@router.get("/loras", summary="LoRA files jobs may name in lora_paths", tags=["models"])
+def loras(state: StateDep) -> dict[str, Any]:
+    lora_dir = state.settings.lora_dir
+    return {"lora_dir_configured": lora_dir is not None, "loras": list_loras(lora_dir)}

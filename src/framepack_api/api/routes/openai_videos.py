@@ -1,0 +1,229 @@
+"""OpenAI's video API (`/v1/videos`, Sora 2's shape) over this server's jobs.
+
+create / retrieve / list / delete / content, answering the Video object that the official `openai`
+SDK parses. See docs/OPENAI.md for how model, seconds and size map onto FramePack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.datastructures import UploadFile
+
+from framepack_api.api import openai_store
+from framepack_api.api.deps import AppState, StateDep
+from framepack_api.api.openai_errors import OpenAIError, OpenAIRoute
+from framepack_api.api.openai_store import VideoMeta
+from framepack_api.api.uploads import check_size, decode_base64
+from framepack_api.api.video_requests import VideoRequest, parse_model, parse_seconds, parse_size, submit_request
+from framepack_api.errors import JobNotFound, JobNotReady
+from framepack_api.jobs.schema import JobStatus
+from framepack_api.jobs.store import Job
+from framepack_api.media.spritesheet import write_spritesheet
+from framepack_api.settings import Settings
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible videos"], route_class=OpenAIRoute)
+
+STATUS = {JobStatus.pending: "queued", JobStatus.processing: "in_progress", JobStatus.completed: "completed",
+          JobStatus.failed: "failed", JobStatus.cancelled: "failed"}
+REFERENCE = "input_reference"
+# How long DELETE waits for a running job's worker to stop before answering.
+DELETE_WAIT_SECONDS = 10.0
+
+
+def video_object(job: Job, meta: VideoMeta, settings: Settings) -> dict[str, Any]:
+    """The Video object of OpenAI's API for one job."""
+    finished = job.status.is_terminal and job.finished_at is not None
+    completed_at = int(job.finished_at) if finished and job.finished_at is not None else None
+    expires_at = None
+    if job.status is JobStatus.completed and completed_at is not None and settings.video_expiry_seconds > 0:
+        expires_at = int(completed_at + settings.video_expiry_seconds)
+    error = None
+    if job.status is JobStatus.cancelled:
+        error = {"code": "cancelled", "message": job.message or "The video was cancelled."}
+    elif job.status is JobStatus.failed:
+        error = {"code": "generation_failed", "message": job.error or "The video could not be generated."}
+    info = (job.result or {}).get("info") or {}
+    size = f"{info['width']}x{info['height']}" if "width" in info and "height" in info else meta.size
+    return {
+        "id": job.id, "object": "video", "model": meta.model, "status": STATUS[job.status],
+        "progress": 100 if job.status is JobStatus.completed else int(job.progress),
+        "created_at": int(meta.created_at), "completed_at": completed_at, "expires_at": expires_at,
+        "size": size, "seconds": meta.seconds, "prompt": job.params.get("prompt", ""),
+        "remixed_from_video_id": None, "error": error,
+    }
+
+
+def _answer(obj: dict[str, Any], settings: Settings) -> JSONResponse:
+    headers = {}
+    if obj["status"] in ("queued", "in_progress"):
+        headers["openai-poll-after-ms"] = str(settings.openai_poll_after_ms)
+    return JSONResponse(obj, headers=headers)
+
+
+def _load(state: AppState, video_id: str) -> tuple[VideoMeta, Job]:
+    meta = openai_store.get(state.engine, video_id)
+    if meta is None:
+        raise JobNotFound(video_id)
+    return meta, state.store.get(video_id)
+
+
+@router.post("/videos", summary="Create a video (OpenAI's API)")
+async def create_video(
+    request: Request, state: StateDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JSONResponse:
+    settings = state.settings
+    fields, image = await _read_create_body(request, settings.max_upload_bytes)
+    prompt = fields.pop("prompt", None)
+    if prompt is None:
+        raise OpenAIError(400, "Missing required parameter: 'prompt'.", param="prompt",
+                          code="missing_required_parameter")
+    if not isinstance(prompt, str):
+        raise OpenAIError(400, "Invalid type for 'prompt': expected a string.", param="prompt",
+                          code="invalid_type")
+    backend = settings.backend
+    model = parse_model(settings, backend, fields.pop("model", None))
+    seconds, video_length = parse_seconds(fields.pop("seconds", None), settings.max_video_seconds)
+    width, height = parse_size(fields.pop("size", None))
+    req = VideoRequest(prompt=prompt, model=model, seconds=seconds, video_length=video_length,
+                       width=width, height=height, knobs=fields, image=image)
+    submitted = await run_in_threadpool(submit_request, state, req, backend, idempotency_key=idempotency_key)
+    meta = await run_in_threadpool(openai_store.record, state.engine, submitted.job, model=model,
+                                   seconds=seconds, size=submitted.size)
+    return _answer(video_object(submitted.job, meta, settings), settings)
+
+
+async def _read_create_body(request: Request, max_bytes: int) -> tuple[dict[str, Any], bytes | None]:
+    """Fields and the reference image from multipart (the SDK's way) or JSON."""
+    content_type = request.headers.get("content-type", "")
+    fields: dict[str, Any] = {}
+    image: bytes | None = None
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_part_size=max_bytes + 1)
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key != REFERENCE:
+                    raise OpenAIError(400, f"Unexpected file field '{key}'.", param=key, code="unknown_parameter")
+                image = await value.read(max_bytes + 1)
+                check_size(REFERENCE, image, max_bytes)
+            elif key in (REFERENCE, f"{REFERENCE}[image_url]"):
+                image = _image_url(value, max_bytes)
+            elif key.startswith(f"{REFERENCE}["):
+                raise _unsupported_reference(key)
+            else:
+                fields[key] = value
+    elif content_type.startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            raise OpenAIError(400, "The request body is not valid JSON.", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
+        reference = body.pop(REFERENCE, None)
+        if isinstance(reference, dict):
+            if set(reference) - {"image_url"} or "image_url" not in reference:
+                raise _unsupported_reference(f"{REFERENCE}.{next(iter(set(reference) - {'image_url'}), '')}")
+            image = _image_url(reference["image_url"], max_bytes)
+        elif isinstance(reference, str):
+            image = _image_url(reference, max_bytes)
+        elif reference is not None:
+            raise OpenAIError(400, "'input_reference' must be {\"image_url\": \"data:...\"}.",
+                              param=REFERENCE, code="invalid_type")
+        fields = body
+    else:
+        raise OpenAIError(400, "Send multipart/form-data or application/json.", code="invalid_content_type")
+    return fields, image
+
+
+def _image_url(value: Any, max_bytes: int) -> bytes:
+    if not isinstance(value, str) or not value.strip().lower().startswith("data:"):
+        raise OpenAIError(400, "input_reference.image_url must be a base64 data: URL; this server does not "
+                               "fetch remote URLs.", param=f"{REFERENCE}.image_url", code="invalid_value")
+    data = decode_base64(REFERENCE, value, max_bytes)
+    check_size(REFERENCE, data, max_bytes)
+    return data
+
+
+def _unsupported_reference(param: str) -> OpenAIError:
+    return OpenAIError(400, "Only an uploaded file or an image_url data: URL can be an input_reference "
+                            "here (there is no files API).", param=param, code="unsupported_parameter")
+
+
+@router.get("/videos/{video_id}", summary="Retrieve a video")
+def retrieve_video(video_id: str, state: StateDep) -> JSONResponse:
+    meta, job = _load(state, video_id)
+    return _answer(video_object(job, meta, state.settings), state.settings)
+
+
+@router.get("/videos", summary="List videos")
+def list_videos(
+    state: StateDep,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+) -> dict[str, Any]:
+    try:
+        items, has_more = openai_store.page(state.engine, after=after, limit=limit, order=order)
+    except KeyError:
+        raise OpenAIError(400, f"Invalid value for 'after': no video with id '{after}'.", param="after",
+                          code="invalid_value") from None
+    data = [video_object(job, meta, state.settings) for meta, job in items]
+    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None, "has_more": has_more}
+
+
+@router.delete("/videos/{video_id}", summary="Delete a video (cancels it when running)")
+def delete_video(video_id: str, state: StateDep) -> dict[str, Any]:
+    meta = openai_store.get(state.engine, video_id)
+    if meta is None:
+        raise JobNotFound(video_id)
+    try:
+        job = state.store.cancel(video_id)
+    except JobNotFound:
+        openai_store.delete(state.engine, video_id)
+        return {"id": video_id, "object": "video.deleted", "deleted": True}
+    # A running job stops at its next step; its worker then cleans up (a remote backend deletes
+    # the remote video). Wait a little for that, so that the files can go with the row.
+    deadline = time.monotonic() + DELETE_WAIT_SECONDS
+    while not job.status.is_terminal and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = state.store.get(video_id)
+    openai_store.delete(state.engine, video_id)
+    if job.status.is_terminal:  # else the job ends cancelled in its worker's hands; its row stays
+        state.store.delete(video_id)
+        state.storage.remove_job(video_id)
+    return {"id": video_id, "object": "video.deleted", "deleted": True}
+
+
+@router.get("/videos/{video_id}/content", summary="Download the MP4, a thumbnail or a spritesheet",
+            responses={200: {"content": {"video/mp4": {}, "image/jpeg": {}}}})
+async def video_content(
+    video_id: str, state: StateDep,
+    variant: Annotated[Literal["video", "thumbnail", "spritesheet"], Query()] = "video",
+) -> FileResponse:
+    meta, job = await run_in_threadpool(_load, state, video_id)
+    if job.status is not JobStatus.completed or not job.result:
+        raise JobNotReady(video_id, STATUS[job.status])
+    expires_at = video_object(job, meta, state.settings)["expires_at"]
+    if expires_at is not None and time.time() >= expires_at:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(state.storage.output_dir(video_id))
+        raise OpenAIError(404, f"The content of video '{video_id}' has expired.", code="video_expired")
+    video = state.storage.resolve(job.result["video"])
+    if variant == "video":
+        return FileResponse(video, media_type="video/mp4", filename=f"{video_id}.mp4")
+    if variant == "thumbnail":
+        if "thumbnail" not in job.result:
+            raise OpenAIError(404, "This video has no thumbnail.", code="variant_not_found")
+        return FileResponse(state.storage.resolve(job.result["thumbnail"]), media_type="image/jpeg")
+    sheet = video.parent / "spritesheet.jpg"
+    if not sheet.exists():  # made on first request, then kept with the other outputs
+        await run_in_threadpool(write_spritesheet, video, sheet)
+    return FileResponse(sheet, media_type="image/jpeg")

@@ -1,0 +1,239 @@
+"""One-frame inference: sample a single latent frame "some time later" than a clean image latent.
+
+``HunyuanVideoFramepackPipeline`` only samples whole sections, so this module calls the pipeline's
+components directly: its text/image encoders and VAE, its scheduler, and the transformer with
+FramePack's index layout (the RoPE time index of every latent passed explicitly).
+
+FramePack's layout for one section (padding 0), by RoPE time index::
+
+    0            the clean input image latent ("pre")
+    1 … W        the window being sampled; one-frame inference samples ONE latent at target_index
+    W+1          the clean "post" latent (zeros: nothing known yet)
+    W+2 … W+3    2x-compressed history (zeros)
+    W+4 … W+19   4x-compressed history (zeros)
+
+Kisekaeichi adds a reference image latent as a further clean latent at ``reference_index``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from framepack_api.backends.framepack.loader import LoadedModel
+
+HISTORY_2X = 2
+HISTORY_4X = 16
+EXP_MAX_SHIFT = 7.0  # the pipeline caps the resolution-dependent shift at log(7); so do we
+MAX_SEQUENCE_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which clean latents go where (RoPE time indices) around the one sampled latent."""
+
+    target_index: int
+    window: int
+    use_2x: bool = True
+    use_4x: bool = True
+    use_post: bool = True
+    reference_index: int | None = None
+
+    @property
+    def post_index(self) -> int:
+        return self.window + 1
+
+    def indices_2x(self) -> torch.Tensor:
+        return torch.arange(self.window + 2, self.window + 2 + HISTORY_2X)
+
+    def indices_4x(self) -> torch.Tensor:
+        start = self.window + 2 + HISTORY_2X
+        return torch.arange(start, start + HISTORY_4X)
+
+
+@dataclass
+class Conditioning:
+    """The encoded images: the clean latent at index 0, its SigLIP embedding, an optional reference."""
+
+    start_latent: torch.Tensor  # (1, C, 1, h, w), float32, already scaled by the VAE factor
+    image_embeds: torch.Tensor  # (1, tokens, dim)
+    reference_latent: torch.Tensor | None = None  # (1, C, 1, h, w)
+
+
+def execution_device(model: LoadedModel) -> torch.device:
+    return torch.device(model.pipe._execution_device)
+
+
+def pixels_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB image → (1, 3, H, W) in [-1, 1], the range the VAE and the pipeline's encode_image take."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+
+@torch.no_grad()
+def encode_latent(model: LoadedModel, image: Image.Image) -> torch.Tensor:
+    """VAE latent of one image (its distribution's mode: deterministic, unlike sample())."""
+    vae = model.pipe.vae
+    pixels = pixels_to_tensor(image).unsqueeze(2).to(execution_device(model), vae.dtype)
+    latent = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
+    return latent.float()
+
+
+@torch.no_grad()
+def encode_conditioning(model: LoadedModel, image: Image.Image,
+                        reference: Image.Image | None = None) -> Conditioning:
+    pipe = model.pipe
+    device = execution_device(model)
+    embeds = pipe.encode_image(pixels_to_tensor(image).to(device), device=device)
+    return Conditioning(
+        start_latent=encode_latent(model, image),
+        image_embeds=embeds.to(pipe.transformer.dtype),
+        reference_latent=encode_latent(model, reference) if reference is not None else None,
+    )
+
+
+def mask_to_latent(mask: Image.Image, latent: torch.Tensor) -> torch.Tensor:
+    """A grayscale mask (white = keep, black = ignore) at the latent's size, shaped to multiply it."""
+    height, width = latent.shape[-2:]
+    small = mask.convert("L").resize((width, height), Image.Resampling.BILINEAR)
+    values = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0)
+    return values.to(latent.device)[None, None, None]
+
+
+def initial_noise(seeds: list[int], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """One noise latent per seed, each from its own CPU generator: an image's noise does not depend
+    on which other images share its forward pass (or on the device)."""
+    noise = [torch.randn((1, *shape), generator=torch.Generator("cpu").manual_seed(seed)) for seed in seeds]
+    return torch.cat(noise).to(device)
+
+
+@contextlib.contextmanager
+def without_history(transformer: Any, drop_2x: bool, drop_4x: bool) -> Iterator[None]:
+    """Let the transformer run without 2x and/or 4x history latents.
+
+    diffusers' forward computes rotary embeddings only for the history it is given and then passes all
+    of them on unconditionally, so leaving one out raises UnboundLocalError. The caller passes a one-frame
+    placeholder instead, and this drops it again where the tokens are packed, for the ``with`` body only.
+    """
+    if not (drop_2x or drop_4x):
+        yield
+        return
+    pack = type(transformer)._pack_history_states
+
+    def packed(hidden: Any, clean: Any, history_2x: Any, history_4x: Any, *rest: Any) -> Any:
+        return pack(transformer, hidden, clean, None if drop_2x else history_2x,
+                    None if drop_4x else history_4x, *rest)
+
+    transformer._pack_history_states = packed
+    try:
+        yield
+    finally:
+        del transformer._pack_history_states
+
+
+def _clean_latents(cond: Conditioning, layout: Layout, ref_weight: torch.Tensor | float,
+                   start_weight: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+    latents = [cond.start_latent * start_weight]
+    indices = [0]
+    if layout.reference_index is not None:
+        reference = cond.reference_latent if cond.reference_latent is not None else torch.zeros_like(latents[0])
+        latents.append(reference * ref_weight)
+        indices.append(layout.reference_index)
+    if layout.use_post:
+        latents.append(torch.zeros_like(cond.start_latent))
+        indices.append(layout.post_index)
+    return torch.cat(latents, dim=2), torch.tensor(indices)
+
+
+@dataclass
+class Sampling:
+    steps: int
+    cfg: float
+    gs: float
+    negative_prompt: str = ""
+    reference_weight: torch.Tensor | float = 1.0  # transfer strength × source mask
+    start_weight: torch.Tensor | float = 1.0  # target mask
+
+
+@torch.no_grad()
+def sample_latents(model: LoadedModel, prompts: list[str], seeds: list[int], cond: Conditioning,
+                   layout: Layout, sampling: Sampling, on_step: Callable[[int], None]) -> torch.Tensor:
+    """Denoise one latent per prompt in ONE batched forward pass per step; returns (B, C, 1, h, w)."""
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import (
+        calculate_shift,
+        retrieve_timesteps,
+    )
+
+    pipe, transformer = model.pipe, model.pipe.transformer
+    device, dtype = execution_device(model), transformer.dtype
+    batch = len(prompts)
+
+    text = pipe.encode_prompt(prompt=prompts, device=device, max_sequence_length=MAX_SEQUENCE_LENGTH)
+    embeds, pooled, mask = (t.to(dtype) for t in text)
+    negative = None
+    if sampling.cfg > 1.0:
+        negative = tuple(t.to(dtype) for t in pipe.encode_prompt(
+            prompt=[sampling.negative_prompt] * batch, device=device, max_sequence_length=MAX_SEQUENCE_LENGTH))
+
+    start = cond.start_latent
+    channels, height, width = start.shape[1], start.shape[3], start.shape[4]
+    clean, clean_indices = _clean_latents(cond, layout, sampling.reference_weight, sampling.start_weight)
+    # Dropped history gets a one-frame placeholder that without_history removes again (see there).
+    history_2x = torch.zeros(1, channels, HISTORY_2X if layout.use_2x else 1, height, width, device=device)
+    history_4x = torch.zeros(1, channels, HISTORY_4X if layout.use_4x else 1, height, width, device=device)
+    indices_2x = layout.indices_2x() if layout.use_2x else torch.tensor([0])
+    indices_4x = layout.indices_4x() if layout.use_4x else torch.tensor([0])
+    conditioning: dict[str, Any] = {
+        "image_embeds": cond.image_embeds.expand(batch, -1, -1),
+        "indices_latents": torch.tensor([layout.target_index]),
+        "guidance": torch.full((batch,), sampling.gs * 1000.0, device=device, dtype=dtype),
+        "latents_clean": clean.expand(batch, -1, -1, -1, -1).to(dtype),
+        "indices_latents_clean": clean_indices,
+        "latents_history_2x": history_2x.expand(batch, -1, -1, -1, -1).to(dtype),
+        "indices_latents_history_2x": indices_2x,
+        "latents_history_4x": history_4x.expand(batch, -1, -1, -1, -1).to(dtype),
+        "indices_latents_history_4x": indices_4x,
+        "return_dict": False,
+    }
+
+    latents = initial_noise(seeds, (channels, 1, height, width), device)
+    # The pipeline's schedule: linear sigmas, shifted by the resolution-dependent mu (capped at log 7).
+    sigmas = np.linspace(1.0, 0.0, sampling.steps + 1)[:-1].tolist()
+    sequence = height * width / transformer.config.patch_size**2
+    config = pipe.scheduler.config
+    mu = min(calculate_shift(sequence, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
+                             config.get("base_shift", 0.5), config.get("max_shift", 1.15)),
+             math.log(EXP_MAX_SHIFT))
+    timesteps, _ = retrieve_timesteps(pipe.scheduler, sampling.steps, device, sigmas=sigmas, mu=mu)
+
+    with without_history(transformer, drop_2x=not layout.use_2x, drop_4x=not layout.use_4x):
+        for i, t in enumerate(timesteps):
+            step_in = {"hidden_states": latents.to(dtype), "timestep": t.expand(batch), **conditioning}
+            noise = transformer(encoder_hidden_states=embeds, encoder_attention_mask=mask,
+                                pooled_projections=pooled, **step_in)[0]
+            if negative is not None:
+                uncond = transformer(encoder_hidden_states=negative[0], encoder_attention_mask=negative[2],
+                                     pooled_projections=negative[1], **step_in)[0]
+                noise = uncond + sampling.cfg * (noise - uncond)
+            latents = pipe.scheduler.step(noise.float(), t, latents, return_dict=False)[0]
+            on_step(i + 1)
+    return latents
+
+
+@torch.no_grad()
+def decode_latents(model: LoadedModel, latents: torch.Tensor) -> list[np.ndarray]:
+    """(B, C, 1, h, w) latents → B uint8 RGB arrays. One image at a time bounds the VAE's memory."""
+    vae = model.pipe.vae
+    images = []
+    for latent in latents.split(1):
+        pixels = vae.decode(latent.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        frame = ((pixels[0, :, 0].float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        images.append(frame.permute(1, 2, 0).cpu().numpy())
+    return images

@@ -1,0 +1,117 @@
+"""Parameters of the image job types (seed 002): one-frame generation, batches, kisekaeichi transfer.
+
+Field names and defaults follow seed 002 (``steps=30``, ``cfg=1.0``, ``width=1216``, ``height=704``,
+``batch_size=4``, ``transfer_strength=0.7``). The one-frame knobs (``target_index``, ``no_2x``, ...)
+are FramePack-eichi's / musubi-tuner's names for the same index layout.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_LORAS = 8
+SIZE_MULTIPLE = 16  # VAE ×8 and the transformer's 2×2 patches
+MIN_SIDE = 64
+MAX_SIDE = 4096  # the hard schema cap; a server may set a lower IMAGE_MAX_SIDE
+
+
+class LoraFields(BaseModel):
+    """LoRA selection, shared by image and video jobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lora_paths: list[str] = Field(default_factory=list, max_length=MAX_LORAS,
+                                  description="LoRA files by name, relative to the server's LORA_DIR "
+                                              "(see GET /loras). Absolute paths and '..' are refused.")
+    lora_scales: list[float] = Field(default_factory=list, max_length=MAX_LORAS,
+                                     description="One scale per LoRA (default 1.0 each); 0 disables one.")
+
+    @model_validator(mode="after")
+    def _scales_match_paths(self) -> LoraFields:
+        if self.lora_scales and len(self.lora_scales) != len(self.lora_paths):
+            raise ValueError(f"lora_scales has {len(self.lora_scales)} values for "
+                             f"{len(self.lora_paths)} lora_paths")
+        if any(not -10.0 <= s <= 10.0 for s in self.lora_scales):
+            raise ValueError("each lora_scale must be between -10 and 10")
+        return self
+
+    def lora_pairs(self) -> list[tuple[str, float]]:
+        scales = self.lora_scales or [1.0] * len(self.lora_paths)
+        return list(zip(self.lora_paths, scales, strict=True))
+
+
+class OneFrameFields(LoraFields):
+    """What every image job shares: text, sampling and FramePack's one-frame index layout."""
+
+    negative_prompt: str = Field("", max_length=4000, description="Used only when cfg > 1.")
+    steps: int = Field(30, ge=1, le=100, description="Sampling steps.")
+    cfg: float = Field(1.0, ge=1.0, le=32.0, description="Real classifier-free guidance scale (1 = off).")
+    gs: float = Field(10.0, ge=1.0, le=32.0, description="Distilled guidance scale (FramePack's `gs`).")
+    width: int = Field(1216, ge=MIN_SIDE, le=MAX_SIDE,
+                       description="Output width; rounded to a multiple of 16.")
+    height: int = Field(704, ge=MIN_SIDE, le=MAX_SIDE,
+                        description="Output height; rounded to a multiple of 16.")
+    latent_window_size: int = Field(9, ge=1, le=33,
+                                    description="FramePack's window; places the post and 2x/4x slots.")
+    target_index: int | None = Field(None, ge=0, le=64,
+                                     description="RoPE time index of the sampled frame: how far 'later' "
+                                                 "than the input it is. Default: latent_window_size.")
+    no_2x: bool = Field(False, description="Drop the 2x-compressed history latents.")
+    no_4x: bool = Field(False, description="Drop the 4x-compressed history latents.")
+    no_post: bool = Field(False, description="Drop the empty 'post' clean latent after the window.")
+
+
+class ImageParams(OneFrameFields):
+    """POST /api/generate-image: one image, from an input image or from a neutral canvas."""
+
+    prompt: str = Field("", max_length=4000, description="What the image shows.")
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.")
+    has_input_image: bool = Field(False, description="Set by the server when input_image was sent.")
+
+
+class ImageBatchParams(OneFrameFields):
+    """POST /api/batch-images: one image per prompt, ``batch_size`` images per forward pass."""
+
+    prompts: list[str] = Field(min_length=1, max_length=64, description="One image per prompt.")
+    seeds: list[int] = Field(default_factory=list, max_length=64,
+                             description="Seeds by position; missing ones (or -1) are drawn at random "
+                                         "and recorded.")
+    batch_size: int = Field(4, ge=1, le=8, description="Images per batched forward pass.")
+
+    @model_validator(mode="after")
+    def _check_lists(self) -> ImageBatchParams:
+        if len(self.seeds) > len(self.prompts):
+            raise ValueError(f"{len(self.seeds)} seeds for {len(self.prompts)} prompts")
+        if any(not -1 <= s <= 2**32 - 1 for s in self.seeds):
+            raise ValueError("each seed must be -1 or between 0 and 2**32-1")
+        if any(len(p) > 4000 for p in self.prompts):
+            raise ValueError("each prompt must be at most 4000 characters")
+        return self
+
+
+class ImageTransferParams(OneFrameFields):
+    """POST /api/transfer-image (kisekaeichi): the reference's clothing/style onto the subject."""
+
+    prompt: str = Field("", max_length=4000, description="Describes the wanted result.")
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.")
+    transfer_strength: float = Field(0.7, ge=0.0, le=1.0,
+                                     description="Scales the reference latent: 0 = no reference, 1 = full.")
+    history_index: int = Field(16, ge=1, le=64,
+                               description="RoPE time index of the reference (clean) latent.")
+    # Kisekaeichi samples just after the subject, without compressed history: FramePack-eichi's defaults.
+    target_index: int | None = Field(1, ge=0, le=64, description="RoPE time index of the sampled frame.")
+    no_2x: bool = Field(True, description="Drop the 2x-compressed history latents.")
+    no_4x: bool = Field(True, description="Drop the 4x-compressed history latents.")
+    no_post: bool = Field(True, description="Kisekaeichi puts the reference where 'post' would be.")
+    width: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE,  # type: ignore[assignment]
+                              description="Output width; default: the target image's bucket.")
+    height: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE,  # type: ignore[assignment]
+                               description="Output height; default: the target image's bucket.")
+    has_source_mask: bool = Field(False, description="Set by the server when source_mask was sent.")
+    has_target_mask: bool = Field(False, description="Set by the server when target_mask was sent.")
+
+
+def round_side(value: int, max_side: int = MAX_SIDE) -> int:
+    """Nearest multiple of 16 within [MIN_SIDE, max_side] (the model needs multiples of 16)."""
+    upper = max(MIN_SIDE, max_side // SIZE_MULTIPLE * SIZE_MULTIPLE)
+    return min(upper, max(MIN_SIDE, round(value / SIZE_MULTIPLE) * SIZE_MULTIPLE))
