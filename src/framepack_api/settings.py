@@ -50,6 +50,8 @@ class Settings(BaseSettings):
 
     # -- live progress (events, previews, webhooks) --
     preview_every_steps: int = Field(1, ge=1, description="Store a latent preview every N steps.")
+    partial_videos: bool = Field(True, description="Write the video so far after each section. Each one "
+                                                   "re-encodes everything so far: turn off for very long videos.")
     sse_keepalive_seconds: float = Field(15.0, gt=0)
     webhook_secret: str = Field("", description="HMAC-SHA256 key for webhook signatures.")
     webhook_allowed_hosts: list[str] = Field(default_factory=list,

@@ -26,6 +26,13 @@ FAST: dict[str, Any] = {"resolution": 64, "steps": 2, "latent_window_size": 2, "
                         "seed": 7, "use_teacache": False}
 
 
+
+def same_video(a: np.ndarray, b: np.ndarray) -> bool:
+    """Decoded frames of two encodes of the same pixels. x264 output was seen to differ by a few
+    levels between runs on a loaded machine, so equal means within a small mean difference;
+    videos from different seeds of the tiny model differ by tens of levels."""
+    return a.shape == b.shape and float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) < 1.5
+
 def run(model: LoadedModel, out: Path, image: Image.Image, end: Image.Image | None = None,
         ctx: RunContext | None = None, **overrides: Any) -> JobOutput:
     params = VideoParams(**{**FAST, **overrides})
@@ -90,8 +97,8 @@ def test_same_seed_reproduces_and_other_seed_differs(tiny_model: LoadedModel, tm
     a = read_frames(run(tiny_model, tmp_path / "a", start_image, seed=123).files["video"])
     b = read_frames(run(tiny_model, tmp_path / "b", start_image, seed=123).files["video"])
     c = read_frames(run(tiny_model, tmp_path / "c", start_image, seed=124).files["video"])
-    assert np.array_equal(a, b)
-    assert not np.array_equal(a, c)
+    assert same_video(a, b)
+    assert not same_video(a, c)
 
 
 def test_random_seed_is_recorded_and_reproducible(tiny_model: LoadedModel, tmp_path: Path,
@@ -102,7 +109,7 @@ def test_random_seed_is_recorded_and_reproducible(tiny_model: LoadedModel, tmp_p
     assert meta["seed"] == first.seed
     again = run(tiny_model, tmp_path / "b", start_image, seed=first.seed)
     assert again.seed == first.seed
-    assert np.array_equal(read_frames(first.files["video"]), read_frames(again.files["video"]))
+    assert same_video(read_frames(first.files["video"]), read_frames(again.files["video"]))
 
 
 def test_params_round_trip_through_metadata(tiny_model: LoadedModel, tmp_path: Path,

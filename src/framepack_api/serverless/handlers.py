@@ -119,7 +119,9 @@ def run_generation(request: VideoRequest, model: LoadedModel, workdir: Path,
                    progress: ProgressFn | None = None) -> JobOutput:
     """One video into ``workdir``, by the worker's ``generate_video`` (no second copy of the pipeline)."""
     ctx = RunContext(workdir=workdir, progress=progress or (lambda _p: None))
-    return generate_video(model, request.params, request.image, request.end_image, workdir, ctx)
+    # Nobody watches a serverless call while it runs: no partial videos (their cost grows with length).
+    return generate_video(model, request.params, request.image, request.end_image, workdir, ctx,
+                          preview_every=0, partial_videos=False)
 
 
 def generate_video_sync(params: VideoRequest | Mapping[str, Any], models: LoadedModel | None = None, *,

@@ -52,7 +52,8 @@ class FramepackBackend:
             self.model.use_sampling_mode(video_params.sampling_mode)
             with self.loras.applied(self.model.pipe.transformer, video_params.lora_pairs()) as loras:
                 output = generate_video(self.model, video_params, image, end_image, ctx.workdir, ctx,
-                                        preview_every=self.settings.preview_every_steps)
+                                        preview_every=self.settings.preview_every_steps,
+                                        partial_videos=self.settings.partial_videos)
             if loras:
                 output.info["loras"] = loras
             return output
