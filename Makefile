@@ -22,7 +22,6 @@ serve: setup
 
 lint: setup
 	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench || true
 
 typecheck: setup
 	$(BIN)/mypy
