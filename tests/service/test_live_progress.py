@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +13,8 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from framepack_api.client import Client, ServerEvent
-from framepack_api.jobs.schema import total_sections
+from framepack_api.jobs.schema import frame_count, total_sections
+from framepack_api.media.video import read_mp4_info
 
 from support.server import Server
 
@@ -131,3 +133,31 @@ def test_cli_help_mentions_every_command(flag: str) -> None:
     out = subprocess.run([sys.executable, "-m", "framepack_api", flag], capture_output=True, text=True).stdout
     for command in ("serve", "worker", "generate", "jobs", "models", "db"):
         assert command in out
+
+
+def test_preview_jpeg_and_partial_mp4_while_the_job_runs(server: Server, tmp_path: Path) -> None:
+    job_id = server.submit(steps=8, video_length=4, latent_window_size=3, resolution=64)
+    deadline = time.monotonic() + 90
+    preview = partial = None
+    while time.monotonic() < deadline and (preview is None or partial is None):
+        status = httpx.get(f"{server.url}/status/{job_id}").json()
+        assert status["status"] in ("pending", "processing"), "the job ended before both were seen"
+        if preview is None and status["preview_url"]:
+            r = httpx.get(f"{server.url}{status['preview_url']}")
+            if r.status_code == 200:
+                preview = Image.open(io.BytesIO(r.content))
+        if partial is None and status["partial_video_url"]:
+            r = httpx.get(f"{server.url}{status['partial_video_url']}")
+            if r.status_code == 200:
+                (tmp_path / "partial.mp4").write_bytes(r.content)
+                partial = (read_mp4_info(tmp_path / "partial.mp4"), status["section"])
+        time.sleep(0.05)
+    assert preview is not None and preview.format == "JPEG" and preview.size[0] > 0
+    assert partial is not None
+    info, _section = partial
+    total = frame_count(total_sections(4, 3), 3)
+    assert 0 < info["frames"] < total  # the video so far, not the whole one
+    final = server.wait_for(job_id)
+    assert final["status"] == "completed"
+    events = collect(server, job_id)
+    assert any(e.kind == "preview" and e.data["preview_url"] == f"/preview/{job_id}" for e in events)
