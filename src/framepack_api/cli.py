@@ -62,7 +62,9 @@ def serve(
     supervisor.start()
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                    access_log=settings.access_log)
+                    access_log=settings.access_log,
+                    # Open event streams must not hold a shutdown (and its workers' requeue) hostage.
+                    timeout_graceful_shutdown=5)
     finally:
         supervisor.stop()
 

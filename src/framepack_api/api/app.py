@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _mount_ui(app: FastAPI, settings: Settings) -> None:
     """The Gradio page at /ui when the optional `ui` extra is installed (docs/UI.md). It is a client of
     this server's HTTP API over loopback, like any other client."""
-    if not getattr(settings, "ui_enabled", True) or importlib.util.find_spec("gradio") is None:
+    if not settings.ui_enabled or importlib.util.find_spec("gradio") is None:
         return
     from framepack_api.ui.app import mount_ui
 
