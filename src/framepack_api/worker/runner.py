@@ -154,6 +154,7 @@ class _Lease:
         self.last_write = 0.0
         self.last_preview = 0.0
         self.first_step_at: float | None = None
+        self.last_section = 0
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"lease-{job.id[:8]}", daemon=True)
@@ -183,7 +184,10 @@ class _Lease:
         if self.first_step_at is None:
             self.first_step_at = now
         last_step = p.step == p.total_steps and p.section == p.total_sections
-        if last_step or now - self.last_write >= PROGRESS_WRITE_INTERVAL:
+        # Always written: a section's first step and the job's last; otherwise at most every interval.
+        new_section = p.section != self.last_section
+        if new_section or last_step or now - self.last_write >= PROGRESS_WRITE_INTERVAL:
+            self.last_section = p.section
             self._write({"progress": p.percent, "step": p.step, "total_steps": p.total_steps,
                          "section": p.section, "total_sections": p.total_sections,
                          "message": p.message or f"section {p.section}/{p.total_sections}, "
