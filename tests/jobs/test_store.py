@@ -179,3 +179,27 @@ def test_live_workers(store: JobStore, clock: FakeClock) -> None:
     clock.now += 100
     store.worker_seen("w2", state="busy", pid=2, hostname="h", preset="tiny", current_job_id="j")
     assert [w["id"] for w in store.live_workers(within_seconds=30)] == ["w2"]
+
+
+def test_racing_submits_with_one_idempotency_key_make_one_job(store: JobStore) -> None:
+    barrier = threading.Barrier(8)
+    ids: list[str] = []
+    created: list[bool] = []
+    lock = threading.Lock()
+
+    def submit_same() -> None:
+        barrier.wait()
+        job, was_created = store.submit(NewJob(JobType.video, {"prompt": "p"}, {}, idempotency_key="race",
+                                               request_hash="h"))
+        with lock:
+            ids.append(job.id)
+            created.append(was_created)
+
+    threads = [threading.Thread(target=submit_same) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == 1 and created.count(True) == 1
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(jobs)).scalar_one() == 1
