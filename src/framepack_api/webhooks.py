@@ -104,9 +104,14 @@ class WebhookDispatcher:
         API processes never send the same delivery at once."""
         now = self.clock()
         lease = now + self.settings.webhook_timeout_seconds + 5
+        older = wd.alias("older")
+        # One job's deliveries go out one at a time, in event order: a row waits while an earlier
+        # row of the same job is still pending (retrying). Different jobs go out concurrently.
+        earlier = sa.select(sa.literal(1)).select_from(older).where(
+            older.c.job_id == wd.c.job_id, older.c.status == "pending", older.c.id < wd.c.id)
         with write_tx(self.engine) as conn:
             rows = conn.execute(
-                sa.select(wd).where(wd.c.status == "pending", wd.c.next_attempt_at <= now)
+                sa.select(wd).where(wd.c.status == "pending", wd.c.next_attempt_at <= now, ~sa.exists(earlier))
                 .order_by(wd.c.id).limit(BATCH)
             ).all()
             claimed = []

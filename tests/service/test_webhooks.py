@@ -46,8 +46,9 @@ def test_signed_deliveries_that_verify(tmp_path: Path, receiver: Receiver) -> No
         job_id = submit_with_hook(server, receiver.url, "status,completed")
         server.wait_for(job_id)
         wait_for_deliveries(receiver, 4)  # status pending, processing, completed + completed
-        types = [json.loads(d.body)["type"] for d in receiver.deliveries]
-        assert types == ["job.status", "job.status", "job.status", "job.completed"]
+        bodies = [json.loads(d.body) for d in receiver.deliveries]
+        assert [b["type"] for b in bodies] == ["job.status", "job.status", "job.status", "job.completed"]
+        assert [b["id"] for b in bodies] == sorted(b["id"] for b in bodies)  # one job's events in order
         for d in receiver.deliveries:
             assert verify(SECRET, d.headers["X-FramePack-Timestamp"], d.body, d.headers["X-FramePack-Signature"])
             assert not verify("wrong", d.headers["X-FramePack-Timestamp"], d.body,
