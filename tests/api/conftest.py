@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +21,14 @@ def api(settings: Settings) -> Iterator[TestClient]:
     """The real app on a real SQLite file, driven in-process (no worker: jobs stay pending)."""
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Callable[..., TestClient]:
+    """An in-process app with no worker (jobs stay pending), with settings overridden."""
+
+    def make(**overrides: object) -> TestClient:
+        settings = Settings(model="tiny", data_dir=tmp_path, _env_file=None, **overrides)  # type: ignore[arg-type]
+        return TestClient(create_app(settings))
+
+    return make

@@ -4,16 +4,12 @@ and an in-process app without workers for the cache rules."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from _servers import QUICK, Server, shared
-from framepack_api.api.app import create_app
-from framepack_api.settings import Settings
 
 BASIC = ("xebio", "20251001")
 
@@ -31,14 +27,3 @@ def training_server() -> Server:
 def http(training_server: Server) -> Iterator[httpx.Client]:
     with training_server.http() as client:
         yield client
-
-
-@pytest.fixture
-def make_client(tmp_path: Path) -> Callable[..., TestClient]:
-    """An in-process app with no worker (jobs stay pending), with settings overridden."""
-
-    def make(**overrides: object) -> TestClient:
-        settings = Settings(model="tiny", data_dir=tmp_path, _env_file=None, **overrides)  # type: ignore[arg-type]
-        return TestClient(create_app(settings))
-
-    return make
