@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
-from framepack_api.api.deps import StateDep
+from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.image_submit import (
     BatchImagesRequest,
     GenerateImageRequest,
@@ -38,13 +38,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {413: {"description": "Image too large
 
 
 async def _queue(state: StateDep, job_type: JobType, body: BaseModel, idempotency_key: str | None) -> JSONResponse:
-    images = read_images(state.settings, body)
-    params = image_params(state, body, images)
-    job, created = await run_in_threadpool(
-        submit_image_job, state, job_type, params, images, priority=getattr(body, "priority", 0),
-        request_hash=request_hash(job_type, body, images), idempotency_key=idempotency_key)
+    # Decoding images (Pillow) and writing files are blocking work: off the event loop.
+    job, created = await run_in_threadpool(_submit, state, job_type, body, idempotency_key)
     accepted = JobAccepted(job_id=job.id, status=job.status).model_dump(mode="json")
     return JSONResponse(accepted, status_code=202 if created else 200, headers={"Location": f"/status/{job.id}"})
+
+
+def _submit(state: AppState, job_type: JobType, body: BaseModel, idempotency_key: str | None) -> tuple[Job, bool]:
+    images = read_images(state.settings, body)
+    params = image_params(state, body, images)
+    return submit_image_job(state, job_type, params, images, priority=getattr(body, "priority", 0),
+                            request_hash=request_hash(job_type, body, images), idempotency_key=idempotency_key)
 
 
 @router.post("/api/generate-image", status_code=202, response_model=JobAccepted, responses=ERRORS,
