@@ -122,9 +122,9 @@ def submit_image_job(state: AppState, job_type: JobType, params: OneFrameFields,
     """Normalise every image, write them, then insert the row. Returns (job, created)."""
     store, storage = state.store, state.storage
     if idempotency_key:
-        existing = store.find_by_idempotency_key(idempotency_key)
+        existing = store.replay(idempotency_key, request_hash)
         if existing is not None:
-            return store.same_request(existing, NewJob(job_type, {}, {}, request_hash=request_hash)), False
+            return existing, False
     pngs = {name: normalise_image(name, data, state.settings.max_image_pixels) for name, data in images.items()}
     job_id = str(uuid.uuid4())
     try:

@@ -60,9 +60,9 @@ def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes],
     store, storage = state.store, state.storage
     request_hash = _request_hash(params.model_dump(), images, priority)
     if idempotency_key:
-        existing = store.find_by_idempotency_key(idempotency_key)
+        existing = store.replay(idempotency_key, request_hash)
         if existing is not None:
-            return store.same_request(existing, NewJob(JobType.video, {}, {}, request_hash=request_hash)), False
+            return existing, False
     # Decode every image before writing any, so that a bad end_image leaves no orphan image.
     pngs = {name: normalise_image(name, data, state.settings.max_image_pixels) for name, data in images.items()}
     job_id = str(uuid.uuid4())

@@ -165,10 +165,9 @@ def submit_remote(state: AppState, params: RemoteVideoParams, image: bytes | Non
     digest.update(hashlib.sha256(image or b"").digest())
     request_hash = digest.hexdigest()
     if idempotency_key:
-        existing = store.find_by_idempotency_key(idempotency_key)
+        existing = store.replay(idempotency_key, request_hash)
         if existing is not None:
-            probe = NewJob(JobType.remote_video, {}, {}, request_hash=request_hash)
-            return store.same_request(existing, probe), False
+            return existing, False
     job_id = str(uuid.uuid4())
     try:
         state_file = json.dumps({"job_id": job_id}).encode()

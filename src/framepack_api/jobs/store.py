@@ -106,9 +106,9 @@ class JobStore:
         """Insert a pending job. Returns (job, created); an idempotency key seen before returns
         the job it made, and raises Conflict when it was used for a different request."""
         if new.idempotency_key:
-            existing = self.find_by_idempotency_key(new.idempotency_key)
+            existing = self.replay(new.idempotency_key, new.request_hash)
             if existing is not None:
-                return self.same_request(existing, new), False
+                return existing, False
         now = self.clock()
         values = {
             "id": new.id or str(uuid.uuid4()), "type": new.type.value, "status": JobStatus.pending.value,
@@ -124,15 +124,17 @@ class JobStore:
                 emit_status(conn, row, now)
         except sa.exc.IntegrityError:
             # Two requests with one key raced; the loser answers with the winner's job.
-            existing = self.find_by_idempotency_key(new.idempotency_key or "")
+            existing = self.replay(new.idempotency_key or "", new.request_hash)
             if existing is None:
                 raise
-            return self.same_request(existing, new), False
+            return existing, False
         return Job.from_row(row), True
 
-    @staticmethod
-    def same_request(existing: Job, new: NewJob) -> Job:
-        if existing.request_hash and new.request_hash and existing.request_hash != new.request_hash:
+    def replay(self, idempotency_key: str, request_hash: str | None) -> Job | None:
+        """The job an idempotency key already made, or None; Conflict when the key was used for a
+        different request. Callers check this before writing any input file."""
+        existing = self.find_by_idempotency_key(idempotency_key)
+        if existing is not None and existing.request_hash and request_hash and existing.request_hash != request_hash:
             raise Conflict("Idempotency-Key was already used for a different request")
         return existing
 
