@@ -17,8 +17,9 @@ import pytest
 
 from support.server import Server, free_port
 
-# A video job of 2 sections × 20 steps: a few seconds with the tiny model, long enough to watch move.
-WATCHABLE = {"steps": "20", "video_length": "1", "latent_window_size": "3", "resolution": "64", "seed": "7"}
+# 8 sections with a VAE decode between each: long enough that the page's 0.5 s refresh sees progress
+# move even on a fast, quiet machine. (steps stays 20: the reuse check below expects it.)
+WATCHABLE = {"steps": "20", "video_length": "3", "latent_window_size": "3", "resolution": "64", "seed": "7"}
 # Minutes with the tiny model: stays running (or pending behind it) while a test cancels it.
 LONG = {"steps": "60", "video_length": "3", "latent_window_size": "3", "resolution": "128"}
 
