@@ -147,7 +147,7 @@ def measure_baselines(data_dir: Path, png: bytes, sizes: tuple[Size, ...],
     from framepack_api.backends.base import RunContext
     from framepack_api.backends.framepack.loader import load_model
     from framepack_api.backends.framepack.video import generate_video
-    from framepack_api.jobs.schema import VideoParams
+    from framepack_api.params import VideoParams
     from framepack_api.settings import Settings
 
     t0 = time.perf_counter()

@@ -44,9 +44,9 @@ from framepack_api.backends.base import RunContext
 from framepack_api.backends.framepack.loader import LoadedModel, load_model
 from framepack_api.backends.framepack.progress_hooks import SectionHistory
 from framepack_api.backends.framepack.video import generate_video
-from framepack_api.jobs.schema import VideoParams
 from framepack_api.media.preview import write_preview
 from framepack_api.media.video import write_mp4
+from framepack_api.params import VideoParams
 from framepack_api.settings import Settings
 
 # Three sections of four steps at 128 px: long enough that one job is ~1 s on 2 cores.

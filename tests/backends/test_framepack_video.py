@@ -16,9 +16,9 @@ from framepack_api.backends.framepack.backend import FramepackBackend
 from framepack_api.backends.framepack.loader import LoadedModel
 from framepack_api.backends.framepack.video import generate_video, pipeline_num_frames
 from framepack_api.errors import JobCancelled
-from framepack_api.jobs.schema import JobType, VideoParams, frame_count, total_sections
 from framepack_api.media.images import find_nearest_bucket
 from framepack_api.media.video import read_frames, read_mp4_info
+from framepack_api.params import JobType, VideoParams, frame_count, total_sections
 from framepack_api.settings import Settings
 
 # Small enough to run in well under a second each on two CPU cores.

@@ -18,8 +18,8 @@ from framepack_api.backends.base import RunContext
 from framepack_api.backends.framepack import lora as lora_module
 from framepack_api.backends.framepack.backend import FramepackBackend
 from framepack_api.backends.framepack.loader import LoadedModel
-from framepack_api.jobs.schema import JobType
 from framepack_api.lora_files import LoraError, list_loras, resolve_lora_path
+from framepack_api.params import JobType
 from framepack_api.settings import Settings
 
 from .conftest import noise_image

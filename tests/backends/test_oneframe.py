@@ -15,8 +15,8 @@ from framepack_api.backends.base import JobOutput, Progress, RunContext
 from framepack_api.backends.framepack.backend import FramepackBackend
 from framepack_api.backends.framepack.loader import LoadedModel
 from framepack_api.errors import JobCancelled
-from framepack_api.jobs.schema import JobType
 from framepack_api.media.png import read_png_parameters
+from framepack_api.params import JobType
 from framepack_api.settings import Settings
 
 from .conftest import noise_image

@@ -16,7 +16,6 @@ from framepack_api.backends.framepack.loader import LoadedModel
 from framepack_api.backends.framepack.progress_hooks import observe_vae_decode
 from framepack_api.backends.framepack.video import generate_video
 from framepack_api.errors import JobCancelled
-from framepack_api.jobs.schema import VideoParams, frame_count, total_sections
 from framepack_api.media.images import find_nearest_bucket
 from framepack_api.media.preview import (
     HUNYUAN_LATENT_RGB,
@@ -26,6 +25,7 @@ from framepack_api.media.preview import (
     preview_size,
 )
 from framepack_api.media.video import read_frames, read_mp4_info
+from framepack_api.params import VideoParams, frame_count, total_sections
 
 # window 1 keeps sections cheap, so several sections fit in well under a second.
 FAST: dict[str, Any] = {"resolution": 64, "steps": 3, "latent_window_size": 1, "video_length": 0.4,

@@ -8,9 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from framepack_api.errors import Conflict, JobNotFound
-from framepack_api.jobs.schema import TRANSITIONS, JobStatus, JobType
+from framepack_api.jobs.schema import TRANSITIONS, JobStatus
 from framepack_api.jobs.store import Heartbeat, JobStore, NewJob
 from framepack_api.jobs.tables import jobs
+from framepack_api.params import JobType
 
 
 class FakeClock:

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from framepack_api.jobs.schema import frame_count, total_sections
 from framepack_api.media.video import read_mp4_info
+from framepack_api.params import frame_count, total_sections
 
 # One section of a 2-latent window, one step: about a second per invocation on the tiny model.
 FAST: dict[str, Any] = {"prompt": "a test", "seed": 7, "video_length": 0.2, "steps": 1,

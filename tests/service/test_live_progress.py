@@ -13,8 +13,8 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from framepack_api.client import Client, ServerEvent
-from framepack_api.jobs.schema import frame_count, total_sections
 from framepack_api.media.video import read_mp4_info
+from framepack_api.params import frame_count, total_sections
 
 from support.server import Server
 

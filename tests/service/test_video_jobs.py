@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from framepack_api.jobs.schema import frame_count, total_sections
 from framepack_api.media.images import find_nearest_bucket
 from framepack_api.media.video import read_mp4_info
+from framepack_api.params import frame_count, total_sections
 
 from support.server import FAST, Server, png_bytes
 

@@ -17,16 +17,10 @@ from pydantic import BaseModel, Field
 from framepack_api.api.deps import AppState
 from framepack_api.api.uploads import check_size, decode_base64, normalise_image
 from framepack_api.errors import InvalidInput
-from framepack_api.jobs.image_params import (
-    ImageBatchParams,
-    ImageParams,
-    ImageTransferParams,
-    OneFrameFields,
-    round_side,
-)
-from framepack_api.jobs.schema import JobType
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.lora_files import LoraError, resolve_lora_path
+from framepack_api.params import ImageBatchParams, ImageParams, ImageTransferParams, JobType
+from framepack_api.params.image import OneFrameFields, round_side
 from framepack_api.settings import Settings
 
 BASE64_IMAGE = "base64 PNG/JPEG/WebP (a data: URL prefix is allowed)"

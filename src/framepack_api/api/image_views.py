@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from framepack_api.jobs.schema import JobStatus, JobType
+from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
+from framepack_api.params import JobType
 
 
 def batch_progress(job: Job) -> dict[str, Any] | None:

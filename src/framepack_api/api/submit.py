@@ -18,9 +18,9 @@ from framepack_api.api.deps import AppState
 from framepack_api.api.image_submit import check_loras
 from framepack_api.api.uploads import normalise_image
 from framepack_api.errors import InvalidInput
-from framepack_api.jobs.schema import JobType, VideoParams
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.limits import apply_server_limits
+from framepack_api.params import JobType, VideoParams
 
 PRIORITY_RANGE = (-100, 100)
 

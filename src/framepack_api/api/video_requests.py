@@ -28,9 +28,9 @@ from framepack_api.api.deps import AppState
 from framepack_api.api.openai_errors import OpenAIError
 from framepack_api.api.submit import submit_video, validate_video_params
 from framepack_api.api.uploads import normalise_image
-from framepack_api.jobs.schema import JobType, RemoteVideoParams, SamplingMode
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.media.images import find_nearest_bucket, resize_and_center_crop
+from framepack_api.params import JobType, RemoteVideoParams, SamplingMode
 from framepack_api.settings import Settings
 
 LOCAL_MODELS: dict[str, SamplingMode] = {"framepack": "reverse", "framepack-f1": "forward"}

@@ -8,8 +8,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from framepack_api.api.image_views import batch_progress
-from framepack_api.jobs.schema import JobStatus, JobType
+from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
+from framepack_api.params import JobType
 
 
 def iso(ts: float | None) -> str | None:

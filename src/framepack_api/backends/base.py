@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from framepack_api.jobs.schema import JobType
+from framepack_api.params import JobType
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ import httpx
 
 from framepack_api.backends.base import Backend, JobOutput, Progress, RunContext
 from framepack_api.errors import JobCancelled
-from framepack_api.jobs.schema import JobType, RemoteVideoParams
 from framepack_api.media.video import read_frames, read_mp4_info, write_thumbnail
+from framepack_api.params import JobType, RemoteVideoParams
 from framepack_api.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,9 @@ import statistics
 import time
 from typing import Any
 
-from framepack_api.jobs.schema import JobStatus, total_sections
+from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job, JobStore
+from framepack_api.params import total_sections
 
 HISTORY = 50
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from framepack_api.jobs.schema import IMAGE_JOB_TYPES
+from framepack_api.params import IMAGE_JOB_TYPES
 from framepack_api.settings import Settings
 
 

@@ -1,27 +1,16 @@
-"""Job types, the status enum with its transition table, and the parameter model of each job type.
+"""The job status enum and its transition table: the store's part of a job's life.
 
-Ranges follow FramePack's own Gradio page, so a job that the page accepts, the API accepts.
+What a job *asks for* (job types and parameter models) lives in `framepack_api.params`, which the
+API, the store, the backends and the UI all import; the backends import nothing from here.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from framepack_api.params import IMAGE_JOB_TYPES, JobType
 
-from framepack_api.jobs.image_params import ImageBatchParams, ImageParams, ImageTransferParams, LoraFields
-
-
-class JobType(str, enum.Enum):
-    video = "video"
-    remote_video = "remote_video"  # forwarded to an OpenAI-compatible server (issue 5)
-    image = "image"  # one-frame inference, seed 002 (issue 4)
-    image_batch = "image_batch"
-    image_transfer = "image_transfer"  # kisekaeichi
-
-
-IMAGE_JOB_TYPES = frozenset({JobType.image, JobType.image_batch, JobType.image_transfer})
+__all__ = ["IMAGE_JOB_TYPES", "TERMINAL", "TRANSITIONS", "JobStatus", "JobType", "can_transition"]
 
 
 class JobStatus(str, enum.Enum):
@@ -55,74 +44,3 @@ def can_transition(old: JobStatus, new: JobStatus) -> bool:
     return new in TRANSITIONS[old]
 
 
-SamplingMode = Literal["reverse", "forward"]
-
-
-class VideoParams(LoraFields):
-    """FramePack image-to-video parameters (seed 000/001), with FramePack's defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field("", max_length=4000, description="What happens in the video.",
-                        examples=["The girl dances gracefully, with clear movements, full of charm."])
-    negative_prompt: str = Field("", max_length=4000, description="Used only when cfg > 1.",
-                                 examples=["blurry, distorted"])
-    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.",
-                      examples=[31337])
-    video_length: float = Field(5.0, gt=0, le=120, description="Length in seconds (30 fps).", examples=[5])
-    latent_window_size: int = Field(9, ge=1, le=33, description="Latent frames per section.",
-                                    examples=[9])
-    steps: int = Field(25, ge=1, le=100, description="Sampling steps per section.", examples=[25])
-    cfg: float = Field(1.0, ge=1.0, le=32.0, description="Real classifier-free guidance scale.",
-                       examples=[1.0])
-    gs: float = Field(10.0, ge=1.0, le=32.0, description="Distilled guidance scale.", examples=[10.0])
-    rs: float = Field(0.0, ge=0.0, le=1.0, examples=[0.0],
-                      description="CFG re-scale (FramePack's `rs`). Recorded, but diffusers' FramePack pipeline "
-                                  "has no re-scale: it has no effect yet.")
-    gpu_memory_preservation: float = Field(6.0, ge=0, le=128,
-                                           description="GB kept free on the GPU when offloading.",
-                                           examples=[6])
-    use_teacache: bool = Field(True, description="Cache transformer blocks between steps (faster).",
-                               examples=[True])
-    mp4_crf: int = Field(16, ge=0, le=51, description="x264 CRF of the MP4: 0 lossless, 51 worst.",
-                         examples=[16])
-    sampling_mode: SamplingMode = Field("reverse", description="reverse = FramePack, forward = F1.",
-                                         examples=["reverse"])
-    resolution: int | None = Field(None, ge=64, le=1280,
-                                   description="Bucket size; default from the server's DEFAULT_RESOLUTION.",
-                                   examples=[640])
-    has_end_image: bool = Field(False, description="Set by the server when an end_image was uploaded.")
-
-    def sections(self) -> int:
-        return total_sections(self.video_length, self.latent_window_size)
-
-    def total_steps(self) -> int:
-        return self.sections() * self.steps
-
-
-def total_sections(video_length: float, latent_window_size: int) -> int:
-    """FramePack's mapping of seconds to sections at 30 fps."""
-    return max(round(video_length * 30 / (latent_window_size * 4)), 1)
-
-
-def frame_count(sections: int, latent_window_size: int) -> int:
-    """Frames in the decoded video of a FramePack run."""
-    return 4 * sections * latent_window_size + 1
-
-
-class RemoteVideoParams(BaseModel):
-    """A video job forwarded to an OpenAI-compatible /v1/videos server, in that API's own terms."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field("", max_length=4000)
-    model: str = Field(min_length=1, max_length=128, description="The model asked of the remote server.")
-    seconds: str = Field("4", max_length=16)
-    size: str = Field("1280x720", max_length=32)
-    extra: dict[str, Any] = Field(default_factory=dict, description="Model-specific fields passed through.")
-
-
-PARAMS_BY_TYPE: dict[JobType, type[BaseModel]] = {JobType.video: VideoParams,
-                                                  JobType.remote_video: RemoteVideoParams,
-                                                  JobType.image: ImageParams, JobType.image_batch: ImageBatchParams,
-                                                  JobType.image_transfer: ImageTransferParams}

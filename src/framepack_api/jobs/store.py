@@ -19,8 +19,9 @@ from sqlalchemy.engine import Engine
 from framepack_api.errors import Conflict, JobNotFound
 from framepack_api.jobs.db import read_tx, write_tx
 from framepack_api.jobs.events import emit, emit_status
-from framepack_api.jobs.schema import JobStatus, JobType
+from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.tables import job_events, jobs, webhook_deliveries, workers
+from framepack_api.params import JobType
 
 Clock = Callable[[], float]
 

@@ -27,8 +27,8 @@ from pydantic import ValidationError
 from framepack_api.api.uploads import check_size, decode_base64, normalise_image
 from framepack_api.errors import InvalidInput
 from framepack_api.hardware import default_resolution
-from framepack_api.jobs.schema import VideoParams
 from framepack_api.limits import apply_server_limits
+from framepack_api.params import VideoParams
 from framepack_api.settings import Settings
 
 IMAGE_FIELD = "input_image_b64"

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from framepack_api.jobs.image_params import ImageBatchParams, ImageParams, ImageTransferParams
+from framepack_api.params import ImageBatchParams, ImageParams, ImageTransferParams
 from framepack_api.ui.context import UIContext
 from framepack_api.ui.forms import Form
 from framepack_api.ui.params import parse_lora_scales, parse_seeds, prompt_lines

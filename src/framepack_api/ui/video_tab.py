@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from framepack_api.jobs.schema import VideoParams
+from framepack_api.params import VideoParams
 from framepack_api.ui.context import UIContext
 from framepack_api.ui.forms import Form
 from framepack_api.ui.params import parse_lora_scales

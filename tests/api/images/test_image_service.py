@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from PIL import Image
 
 from framepack_api.jobs.db import create_engine, upgrade
-from framepack_api.jobs.schema import JobType
 from framepack_api.jobs.store import JobStore, NewJob
 from framepack_api.media.png import read_png_parameters
+from framepack_api.params import JobType
 
 from .conftest import b64_png
 from support.server import Server

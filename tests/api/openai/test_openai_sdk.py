@@ -13,8 +13,8 @@ from PIL import Image
 
 from _servers import QUICK, SLOW, Server, png_bytes, wait_for
 from framepack_api.api.video_requests import local_bucket
-from framepack_api.jobs.schema import frame_count, total_sections
 from framepack_api.media.video import read_mp4_info
+from framepack_api.params import frame_count, total_sections
 
 
 def expected_size(width: int, height: int) -> str:

@@ -15,8 +15,8 @@ import pytest
 from framepack_api.backends.base import Progress, RunContext
 from framepack_api.backends.remote import RemoteBackend, RemoteError, RoutingBackend
 from framepack_api.errors import JobCancelled
-from framepack_api.jobs.schema import JobType
 from framepack_api.media.video import write_mp4
+from framepack_api.params import JobType
 from framepack_api.settings import Settings
 
 PARAMS = {"prompt": "p", "model": "framepack", "seconds": "4", "size": "1280x720", "extra": {"steps": 2}}

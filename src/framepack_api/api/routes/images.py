@@ -26,9 +26,10 @@ from framepack_api.api.image_submit import (
 )
 from framepack_api.api.views import JobAccepted
 from framepack_api.errors import JobNotFound, JobNotReady
-from framepack_api.jobs.schema import IMAGE_JOB_TYPES, JobStatus, JobType
+from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
 from framepack_api.lora_files import list_loras
+from framepack_api.params import IMAGE_JOB_TYPES, JobType
 
 router = APIRouter(tags=["image jobs"])
 

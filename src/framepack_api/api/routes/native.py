@@ -20,7 +20,8 @@ from framepack_api.errors import InvalidInput, JobNotReady
 from framepack_api.hardware import TINY_WARNING
 from framepack_api.jobs.db import ping
 from framepack_api.jobs.eta import Estimator
-from framepack_api.jobs.schema import IMAGE_JOB_TYPES, JobStatus, VideoParams
+from framepack_api.jobs.schema import JobStatus
+from framepack_api.params import IMAGE_JOB_TYPES, VideoParams
 from framepack_api.webhooks import parse_webhook_events, validate_webhook_url
 
 router = APIRouter(tags=["video jobs"])

@@ -12,7 +12,7 @@ from framepack_api.backends.framepack.image_jobs import run_image_job
 from framepack_api.backends.framepack.loader import LoadedModel, load_model
 from framepack_api.backends.framepack.lora import LoraManager
 from framepack_api.backends.framepack.video import generate_video
-from framepack_api.jobs.schema import IMAGE_JOB_TYPES, JobType, VideoParams
+from framepack_api.params import IMAGE_JOB_TYPES, JobType, VideoParams
 from framepack_api.settings import Settings
 
 

@@ -28,16 +28,10 @@ from framepack_api.backends.framepack.oneframe import (
     sample_latents,
 )
 from framepack_api.errors import JobCancelled
-from framepack_api.jobs.image_params import (
-    ImageBatchParams,
-    ImageParams,
-    ImageTransferParams,
-    OneFrameFields,
-    round_side,
-)
-from framepack_api.jobs.schema import PARAMS_BY_TYPE, JobType
 from framepack_api.media.images import find_nearest_bucket, load_rgb, resize_and_center_crop
 from framepack_api.media.png import write_png, write_zip
+from framepack_api.params import PARAMS_BY_TYPE, ImageBatchParams, ImageParams, ImageTransferParams, JobType
+from framepack_api.params.image import OneFrameFields, round_side
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from framepack_api.backends.base import JobOutput, Progress, RunContext
 from framepack_api.backends.framepack.loader import LoadedModel
 from framepack_api.backends.framepack.progress_hooks import PartialVideoWriter, observe_vae_decode
 from framepack_api.errors import JobCancelled
-from framepack_api.jobs.schema import VideoParams, frame_count, total_sections
 from framepack_api.media.images import find_nearest_bucket, load_rgb, resize_and_center_crop
 from framepack_api.media.preview import write_preview
 from framepack_api.media.video import write_mp4, write_thumbnail
+from framepack_api.params import VideoParams, frame_count, total_sections
 
 log = logging.getLogger(__name__)
 
