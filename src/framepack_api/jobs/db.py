@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from filelock import FileLock
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
@@ -92,12 +92,9 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     if engine.dialect.name != "sqlite" or not db_path or db_path == ":memory:":
         yield
         return
-    with open(f"{db_path}.migrate.lock", "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    # filelock, not fcntl: the same lock on Windows, where FramePack's users mostly are
+    with FileLock(f"{db_path}.migrate.lock"):
+        yield
 
 
 def ping(engine: Engine) -> bool:
