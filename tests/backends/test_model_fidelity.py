@@ -53,10 +53,10 @@ def test_the_class_the_repo_names_would_lose_the_spaces(tiny_settings: Settings,
     assert plain.decode(plain("a cat in a garden").input_ids, skip_special_tokens=True) != "a cat in a garden"
 
 
-def framepack_sigmas(latent_height: int, latent_width: int, steps: int) -> np.ndarray:
+def framepack_sigmas(latent_height: int, latent_width: int, steps: int, frames: int = 1) -> np.ndarray:
     """FramePack's schedule as its sampler defines it (k_diffusion_hunyuan: calculate_flux_mu,
     flux_time_shift), written out independently of the code under test."""
-    tokens = latent_height * latent_width // 4
+    tokens = frames * latent_height * latent_width // 4
     mu = min(0.5 + (1.15 - 0.5) / (4096 - 256) * (tokens - 256), math.log(7.0))
     t = np.linspace(1.0, 0.0, steps + 1)
     with np.errstate(divide="ignore"):
@@ -97,6 +97,19 @@ def test_image_job_samples_at_framepack_timesteps(tiny_settings: Settings, tiny_
     finally:
         handle.remove()
     assert np.allclose(seen, framepack_sigmas(8, 8, 4)[:-1] * 1000.0, atol=1e-3)
+
+
+@pytest.mark.parametrize(("width", "height"), [(640, 640), (832, 480), (512, 768)])
+def test_video_schedule_with_the_real_config_is_framepacks_at_the_640_buckets(
+        tiny_model: LoadedModel, width: int, height: int) -> None:
+    """Video sampling goes through the pipeline, whose `mu` the real config ignores (static shift 7).
+    FramePack's demo computes its shift from window 9 × the latent size, which reaches its cap of 7 for
+    every 640 bucket, so the two schedules are the same there."""
+    scheduler = type(tiny_model.pipe.scheduler).from_config(tiny_model.pipe.scheduler.config)
+    steps = 25
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, steps + 1)[:-1].tolist(), mu=0.5)
+    expected = framepack_sigmas(height // 8, width // 8, steps, frames=9)
+    assert np.allclose(scheduler.sigmas.numpy(), expected, atol=1e-6)
 
 
 class TransformerLoads:
