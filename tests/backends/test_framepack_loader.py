@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 from diffusers import HunyuanVideoFramepackPipeline, HunyuanVideoFramepackTransformer3DModel
-from transformers import SiglipImageProcessor, SiglipVisionModel
+from transformers import PreTrainedTokenizerFast, SiglipImageProcessor, SiglipVisionModel
 
 from framepack_api.backends.framepack.loader import LoadedModel, choose_placement, load_model, resolve_preset
 from framepack_api.settings import Settings
@@ -75,6 +75,7 @@ class Recorder:
              lambda: pipe.transformer),
             (SiglipImageProcessor, "SiglipImageProcessor", lambda: pipe.feature_extractor),
             (SiglipVisionModel, "SiglipVisionModel", lambda: pipe.image_encoder),
+            (PreTrainedTokenizerFast, "PreTrainedTokenizerFast", lambda: pipe.tokenizer),
         ]
         for cls, name, make in fakes:
             monkeypatch.setattr(cls, "from_pretrained", self._record(name, make))
@@ -82,7 +83,7 @@ class Recorder:
         def pipeline_from_pretrained(*args: Any, **kwargs: Any) -> Any:
             self.calls.append(("HunyuanVideoFramepackPipeline", args, kwargs))
             return HunyuanVideoFramepackPipeline(
-                text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, vae=pipe.vae,
+                text_encoder=pipe.text_encoder, tokenizer=kwargs["tokenizer"], vae=pipe.vae,
                 scheduler=pipe.scheduler, text_encoder_2=pipe.text_encoder_2, tokenizer_2=pipe.tokenizer_2,
                 transformer=kwargs["transformer"], image_encoder=kwargs["image_encoder"],
                 feature_extractor=kwargs["feature_extractor"],
@@ -111,10 +112,13 @@ def test_real_preset_loads_like_the_diffusers_docs(tmp_path: Path, tiny_model: L
         ("lllyasviel/flux_redux_bfl",), {"subfolder": "feature_extractor"})
     assert calls["SiglipVisionModel"] == (
         ("lllyasviel/flux_redux_bfl",), {"subfolder": "image_encoder", "torch_dtype": torch.float16})
+    # The Llama tokenizer by the generic fast class: its ByteLevel pre-tokenizer survives transformers 5.
+    assert calls["PreTrainedTokenizerFast"] == (
+        ("hunyuanvideo-community/HunyuanVideo",), {"subfolder": "tokenizer", "padding_side": "right"})
     args, kwargs = calls["HunyuanVideoFramepackPipeline"]
     assert args == ("hunyuanvideo-community/HunyuanVideo",)
     assert kwargs["torch_dtype"] == torch.float16
-    assert set(kwargs) == {"transformer", "feature_extractor", "image_encoder", "torch_dtype"}
+    assert set(kwargs) == {"transformer", "feature_extractor", "image_encoder", "tokenizer", "torch_dtype"}
     assert model.preset == "framepack" and not model.is_tiny
     assert model.transformer_mode == "reverse" and model.default_resolution == 640
     assert model.dtype == torch.bfloat16 and model.placement == "cpu"
@@ -131,7 +135,7 @@ def test_f1_preset_and_swapping_transformers(tmp_path: Path, tiny_model: LoadedM
     assert model.transformer_mode == "forward"
 
     model.use_sampling_mode("forward")  # already loaded: nothing happens
-    assert len(rec.calls) == 4
+    assert len(rec.calls) == 5
     model.use_sampling_mode("reverse")
     transformer_calls = [a for n, a, _ in rec.calls if n == "HunyuanVideoFramepackTransformer3DModel"]
     assert transformer_calls == [("/mirror/f1",), ("lllyasviel/FramePackI2V_HY",)]

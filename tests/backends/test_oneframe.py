@@ -154,3 +154,30 @@ def test_cancel_stops_an_image_job(backend: FramepackBackend, tmp_path: Path) ->
 
     with pytest.raises(JobCancelled):
         run(backend, tmp_path, JobType.image, {**FAST, "steps": 4}, cancelled=cancelled)
+
+
+def test_batch_with_an_input_image_continues_it_for_every_prompt(backend: FramepackBackend, tmp_path: Path) -> None:
+    """Seed 002's batch as FramePack-FastAPI runs it: one input_image for all prompts."""
+    image = {"input_image": noise_image(90, 70, seed=30)}
+    params = {**SIZE, "prompts": ["a cat", "a dog"], "seeds": [11, 12], "batch_size": 2}
+    batch = run(backend, tmp_path, JobType.image_batch, {**params, "has_input_image": True}, image)
+    canvas = run(backend, tmp_path, JobType.image_batch, params)
+    for i, (prompt, seed) in enumerate([("a cat", 11), ("a dog", 12)]):
+        png = batch.files[f"image_{i:03d}"]
+        assert read_png_parameters(png)["settings"]["source"] == "input_image"
+        # Each image is the single-image job with the same input, prompt and seed.
+        single = run(backend, tmp_path, JobType.image, {**SIZE, "prompt": prompt, "seed": seed,
+                                                         "has_input_image": True}, image)
+        assert np.abs(pixels(png) - pixels(single.files["image"])).max() <= 1
+        assert np.abs(pixels(png) - pixels(canvas.files[f"image_{i:03d}"])).max() > 1
+    assert read_png_parameters(canvas.files["image_000"])["settings"]["source"] == "neutral_canvas"
+
+
+def test_transfer_strength_default_is_the_references_full_reference(backend: FramepackBackend,
+                                                                   tmp_path: Path) -> None:
+    images = {"target_image": noise_image(64, 64, seed=10), "source_image": noise_image(64, 64, seed=20)}
+    default = run(backend, tmp_path, JobType.image_transfer, FAST, images)
+    assert default.info["transfer_strength"] == 1.0
+    full = transfer(backend, tmp_path, source_seed=20, strength=1.0)
+    assert np.array_equal(pixels(default.files["image"]), full)
+    assert np.abs(full - transfer(backend, tmp_path, source_seed=20, strength=0.7)).max() > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,17 @@ from transformers import CLIPTextModel, CLIPTokenizer, LlamaModel, SiglipVisionM
 
 from framepack_api.backends.framepack import tiny
 from framepack_api.backends.framepack.loader import LoadedModel
-from framepack_api.backends.framepack.tiny import MARKER_NAME, build_tiny_model, ensure_tiny_model, is_current
+from framepack_api.backends.framepack.tiny import (
+    FRAMEPACK_CLASS_NAME,
+    HUNYUAN_DIR,
+    HUNYUAN_MODEL_INDEX,
+    MARKER_NAME,
+    SIGLIP_DIR,
+    TRANSFORMER_DIR,
+    build_tiny_model,
+    ensure_tiny_model,
+    is_current,
+)
 
 
 def test_loaded_tiny_pipeline_is_made_of_the_real_classes(tiny_model: LoadedModel) -> None:
@@ -66,8 +77,8 @@ def test_tokenizers_encode_any_text(tiny_model: LoadedModel) -> None:
 def test_build_is_deterministic(tmp_path: Path) -> None:
     build_tiny_model(tmp_path / "a")
     build_tiny_model(tmp_path / "b")
-    a = HunyuanVideoFramepackTransformer3DModel.from_pretrained(tmp_path / "a", subfolder="transformer")
-    b = HunyuanVideoFramepackTransformer3DModel.from_pretrained(tmp_path / "b", subfolder="transformer")
+    a = HunyuanVideoFramepackTransformer3DModel.from_pretrained(tmp_path / "a" / TRANSFORMER_DIR)
+    b = HunyuanVideoFramepackTransformer3DModel.from_pretrained(tmp_path / "b" / TRANSFORMER_DIR)
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -106,7 +117,7 @@ def test_ensure_rebuilds_an_incomplete_directory(tmp_path: Path) -> None:
     (tmp_path / "tiny" / "model_index.json").write_text("{}")  # a crash before the marker was written
     path = ensure_tiny_model(tmp_path)
     assert is_current(path)
-    HunyuanVideoFramepackPipeline.from_pretrained(path)
+    HunyuanVideoFramepackTransformer3DModel.from_pretrained(path / TRANSFORMER_DIR)
 
 
 def test_losing_the_rename_race_keeps_the_winner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,4 +156,24 @@ def test_concurrent_ensure_calls(tmp_path: Path) -> None:
     assert results == [tmp_path / "tiny"] * 3
     assert is_current(tmp_path / "tiny")
     assert [p.name for p in tmp_path.iterdir()] == ["tiny"]
-    HunyuanVideoFramepackPipeline.from_pretrained(tmp_path / "tiny")
+    HunyuanVideoFramepackTransformer3DModel.from_pretrained(tmp_path / "tiny" / TRANSFORMER_DIR)
+
+
+def test_files_have_the_real_repos_layout_and_class_names(tiny_settings: Any, tiny_model: LoadedModel) -> None:
+    root = tiny_settings.models_dir / "tiny"
+    hunyuan = root / HUNYUAN_DIR
+    assert json.loads((hunyuan / "model_index.json").read_text()) == HUNYUAN_MODEL_INDEX
+    for sub in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae", "scheduler"):
+        assert (hunyuan / sub).is_dir(), sub
+    tokenizer_json = json.loads((hunyuan / "tokenizer" / "tokenizer.json").read_text())
+    assert tokenizer_json["model"]["type"] == "BPE"
+    assert tokenizer_json["pre_tokenizer"]["type"] == tokenizer_json["decoder"]["type"] == "ByteLevel"
+    assert json.loads((hunyuan / "text_encoder" / "config.json").read_text())["architectures"] == ["LlamaModel"]
+    assert json.loads((hunyuan / "vae" / "config.json").read_text())["_class_name"] == "AutoencoderKLHunyuanVideo"
+    siglip = root / SIGLIP_DIR
+    assert json.loads((siglip / "image_encoder" / "config.json").read_text())["architectures"] == [
+        "SiglipVisionModel"]
+    assert (siglip / "feature_extractor" / "preprocessor_config.json").is_file()
+    transformer = json.loads((root / TRANSFORMER_DIR / "config.json").read_text())
+    assert transformer["_class_name"] == FRAMEPACK_CLASS_NAME
+    assert transformer["has_image_proj"] is True and transformer["has_clean_x_embedder"] is True

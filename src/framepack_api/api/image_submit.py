@@ -7,11 +7,13 @@ written before the row, so a refused request leaves nothing behind and a row nev
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import secrets
 import uuid
 from typing import Any
 
+from PIL import Image, ImageOps
 from pydantic import BaseModel, Field
 
 from framepack_api.api.deps import AppState
@@ -37,14 +39,17 @@ class GenerateImageRequest(ImageParams, _Queueing):
 
 
 class BatchImagesRequest(ImageBatchParams, _Queueing):
-    pass
+    input_image: str | None = Field(None, description=f"Optional start image for every prompt, {BASE64_IMAGE}. "
+                                                      "Without it each image grows from a neutral grey canvas.")
 
 
 class TransferImageRequest(ImageTransferParams, _Queueing):
     target_image: str = Field(description=f"The subject, kept at clean index 0; {BASE64_IMAGE}.")
     source_image: str = Field(description=f"The reference whose clothing/style is carried over; {BASE64_IMAGE}.")
-    target_mask: str | None = Field(None, description="Optional grayscale mask of the target: black = ignore.")
-    source_mask: str | None = Field(None, description="Optional grayscale mask of the reference: black = ignore.")
+    target_mask: str | None = Field(None, description="Optional grayscale mask of the target: black = ignore. "
+                                                      "Default: the target image's alpha channel, if it has one.")
+    source_mask: str | None = Field(None, description="Optional grayscale mask of the reference: black = ignore. "
+                                                      "Default: the source image's alpha channel, if it has one.")
 
 
 SERVER_SET = {"has_input_image", "has_source_mask", "has_target_mask"}
@@ -86,6 +91,35 @@ def read_images(settings: Settings, body: BaseModel) -> dict[str, bytes]:
     return images
 
 
+ALPHA_MASKS = {"target_image": "target_mask", "source_image": "source_mask"}
+
+
+def alpha_mask(field: str, data: bytes, max_pixels: int) -> bytes | None:
+    """The image's alpha channel as a grayscale PNG (opaque = keep, transparent = ignore), or None.
+
+    musubi-tuner's convention for one-frame control images: an RGBA image masks its own latent.
+    """
+    normalise_image(field, data, max_pixels)  # refuses undecodable or oversized images with a 4xx first
+    with Image.open(io.BytesIO(data)) as img:
+        has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+        if not has_alpha:
+            return None
+        # The same orientation as the image itself gets in normalise_image.
+        alpha = ImageOps.exif_transpose(img).convert("RGBA").getchannel("A")
+    out = io.BytesIO()
+    alpha.save(out, format="PNG")
+    return out.getvalue()
+
+
+def add_alpha_masks(settings: Settings, images: dict[str, bytes]) -> None:
+    """Fill a transfer's missing masks from its images' alpha channels; explicit masks win."""
+    for image_field, mask_field in ALPHA_MASKS.items():
+        if image_field in images and mask_field not in images:
+            mask = alpha_mask(image_field, images[image_field], settings.max_image_pixels)
+            if mask is not None:
+                images[mask_field] = mask
+
+
 def image_params(state: AppState, body: BaseModel, images: dict[str, bytes]) -> OneFrameFields:
     """The job's params from a request: server-set flags filled, sizes rounded, LoRAs and seeds checked."""
     settings = state.settings
@@ -98,10 +132,12 @@ def image_params(state: AppState, body: BaseModel, images: dict[str, bytes]) -> 
         given = [*body.seeds, *([-1] * (count - len(body.seeds)))]
         # Missing seeds are drawn now, so /status shows every image's seed before the job runs.
         fields["seeds"] = [secrets.randbelow(2**32) if s == -1 else s for s in given]
-        params = ImageBatchParams.model_validate(_sized(settings, fields))
+        params = ImageBatchParams.model_validate({**_sized(settings, fields),
+                                                  "has_input_image": "input_image" in images})
     elif isinstance(body, TransferImageRequest):
         if (body.width is None) != (body.height is None):
             raise InvalidInput("width" if body.width is None else "height", "give both width and height, or neither")
+        add_alpha_masks(settings, images)
         params = ImageTransferParams.model_validate({
             **_sized(settings, fields), "has_source_mask": "source_mask" in images,
             "has_target_mask": "target_mask" in images})

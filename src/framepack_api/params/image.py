@@ -1,8 +1,10 @@
 """Parameters of the image job types (seed 002): one-frame generation, batches, kisekaeichi transfer.
 
 Field names and defaults follow seed 002 (``steps=30``, ``cfg=1.0``, ``width=1216``, ``height=704``,
-``batch_size=4``, ``transfer_strength=0.7``). The one-frame knobs (``target_index``, ``no_2x``, ...)
-are FramePack-eichi's / musubi-tuner's names for the same index layout.
+``batch_size=4``), except ``transfer_strength``: seed 002 says 0.7, but neither reference implementation
+(FramePack-eichi's kisekaeichi, musubi-tuner's one-frame inference) scales the reference latent, so the
+default is 1.0, which reproduces them (docs/IMAGES.md). The one-frame knobs (``target_index``,
+``no_2x``, ...) are FramePack-eichi's / musubi-tuner's names for the same index layout.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class ImageBatchParams(OneFrameFields):
                              description="Seeds by position; missing ones (or -1) are drawn at random "
                                          "and recorded.")
     batch_size: int = Field(4, ge=1, le=8, description="Images per batched forward pass.")
+    has_input_image: bool = Field(False, description="Set by the server when input_image was sent.")
 
     @model_validator(mode="after")
     def _check_lists(self) -> ImageBatchParams:
@@ -94,8 +97,9 @@ class ImageTransferParams(OneFrameFields):
 
     prompt: str = Field("", max_length=4000, description="Describes the wanted result.")
     seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.")
-    transfer_strength: float = Field(0.7, ge=0.0, le=1.0,
-                                     description="Scales the reference latent: 0 = no reference, 1 = full.")
+    transfer_strength: float = Field(1.0, ge=0.0, le=1.0,
+                                     description="Multiplies the reference image's latent (after its mask): "
+                                                 "1 = as the references do, 0 = no reference at all.")
     history_index: int = Field(16, ge=1, le=64,
                                description="RoPE time index of the reference (clean) latent.")
     # Kisekaeichi samples just after the subject, without compressed history: FramePack-eichi's defaults.

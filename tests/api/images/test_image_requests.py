@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from .conftest import b64_png
+
+
+def png_b64(img: Image.Image) -> str:
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
 
 SMALL: dict[str, Any] = {"prompt": "a cat", "steps": 1, "width": 64, "height": 64}
 
@@ -43,7 +52,8 @@ def test_seed_002_defaults(client: TestClient) -> None:
     transfer = client.post("/api/transfer-image", json={"prompt": "p", "source_image": b64_png(),
                                                         "target_image": b64_png(color=(0, 0, 0))})
     params = status(client, transfer.json()["job_id"])["params"]
-    assert (params["transfer_strength"], params["history_index"], params["target_index"]) == (0.7, 16, 1)
+    # transfer_strength: 1.0, what the reference implementations do (seed 002's 0.7 is not; docs/IMAGES.md).
+    assert (params["transfer_strength"], params["history_index"], params["target_index"]) == (1.0, 16, 1)
 
 
 def test_batch_seeds_are_drawn_and_recorded(client: TestClient) -> None:
@@ -129,3 +139,43 @@ def test_results_of_unfinished_or_unknown_image_jobs(client: TestClient) -> None
     assert client.get(f"/result/{job}/0").status_code == 409
     assert client.get(f"/api/image/{job}").status_code == 409
     assert client.get("/api/image/nope").status_code == 404
+
+
+def test_batch_takes_one_input_image_for_all_prompts(client: TestClient, image_settings: Any) -> None:
+    r = client.post("/api/batch-images", json={"prompts": ["a", "b"], "steps": 1, "width": 64, "height": 64,
+                                               "input_image": b64_png(color=(10, 200, 30))})
+    assert r.status_code == 202, r.text
+    job = status(client, r.json()["job_id"])
+    assert job["params"]["has_input_image"] is True and "input_image" not in job["params"]
+    with Image.open(image_settings.storage_dir / "inputs" / job["job_id"] / "input_image.png") as stored:
+        assert stored.size == (96, 64) and stored.convert("RGB").getpixel((1, 40)) == (10, 200, 30)
+    plain = status(client, client.post("/api/batch-images", json={"prompts": ["a"]}).json()["job_id"])
+    assert plain["params"]["has_input_image"] is False
+    assert not (image_settings.storage_dir / "inputs" / plain["job_id"] / "input_image.png").exists()
+
+
+def stored_mask(image_settings: Any, job_id: str, name: str) -> Image.Image | None:
+    path = image_settings.storage_dir / "inputs" / job_id / f"{name}.png"
+    if not path.exists():
+        return None
+    with Image.open(path) as img:
+        return img.convert("L")
+
+
+def test_transfer_alpha_channels_become_masks(client: TestClient, image_settings: Any) -> None:
+    """musubi-tuner's convention: a transparent part of a control image is ignored (mask black)."""
+    source = Image.new("RGBA", (64, 64), (200, 40, 40, 255))
+    source.paste((0, 0, 0, 0), (0, 0, 32, 64))  # the left half transparent
+    body = {"prompt": "p", "steps": 1, "source_image": png_b64(source), "target_image": b64_png()}
+    job = status(client, client.post("/api/transfer-image", json=body).json()["job_id"])
+    assert job["params"]["has_source_mask"] is True and job["params"]["has_target_mask"] is False
+    mask = stored_mask(image_settings, job["job_id"], "source_mask")
+    assert mask is not None and mask.size == (64, 64)
+    assert mask.getpixel((5, 30)) == 0 and mask.getpixel((60, 30)) == 255
+    assert stored_mask(image_settings, job["job_id"], "target_mask") is None  # RGB target: no mask
+
+    # An explicit mask wins over the alpha channel.
+    white = png_b64(Image.new("L", (64, 64), 255))
+    job = status(client, client.post("/api/transfer-image", json={**body, "source_mask": white}).json()["job_id"])
+    mask = stored_mask(image_settings, job["job_id"], "source_mask")
+    assert mask is not None and mask.getpixel((5, 30)) == 255

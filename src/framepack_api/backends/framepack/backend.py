@@ -38,7 +38,10 @@ class FramepackBackend:
     def run(self, job_type: JobType, params: dict[str, Any], inputs: dict[str, Path],
             ctx: RunContext) -> JobOutput:
         if job_type in IMAGE_JOB_TYPES:
-            return run_image_job(self.model, self.loras, job_type, params, inputs, ctx)
+            try:
+                return run_image_job(self.model, self.loras, job_type, params, inputs, ctx)
+            finally:  # an image job may have swapped the transformer back to FramePack's
+                self.preset = self.model.preset
         if job_type != JobType.video:
             raise ValueError(f"FramepackBackend cannot run {job_type!r} jobs")
         video_params = VideoParams.model_validate(params)

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from framepack_api.backends.base import JobOutput, Progress, RunContext
-from framepack_api.backends.framepack.loader import LoadedModel
+from framepack_api.backends.framepack.loader import LoadedModel, SamplingMode
 from framepack_api.backends.framepack.lora import LoraManager
 from framepack_api.backends.framepack.oneframe import (
     Conditioning,
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # Text to image: FramePack is an image-to-video model and always continues from a clean frame; without
 # an input image that frame is a flat mid-grey canvas, which carries no content of its own.
 NEUTRAL_CANVAS = (128, 128, 128)
+IMAGE_SAMPLING_MODE: SamplingMode = "reverse"  # the FramePack (non-F1) transformer
 
 
 def draw_seed(seed: int | None) -> int:
@@ -109,18 +110,22 @@ def generate_image(model: LoadedModel, params: ImageParams, image: Image.Image |
     return JobOutput(files={"image": path}, seed=seed, info=info)
 
 
-def generate_batch(model: LoadedModel, params: ImageBatchParams, ctx: RunContext,
+def generate_batch(model: LoadedModel, params: ImageBatchParams, image: Image.Image | None, ctx: RunContext,
                    loras: list[dict[str, Any]]) -> JobOutput:
+    """One image per prompt, all from the same start image (FramePack-FastAPI's batch) or canvas."""
     started = time.perf_counter()
     width, height = round_side(params.width), round_side(params.height)
     prompts = params.prompts
     # The API draws missing seeds at submit time; this covers jobs made any other way.
     seeds = [draw_seed(params.seeds[i] if i < len(params.seeds) else None) for i in range(len(prompts))]
     layout = layout_for(params)
-    cond = encode_conditioning(model, Image.new("RGB", (width, height), NEUTRAL_CANVAS))
+    canvas = (resize_and_center_crop(load_rgb(image), width, height) if image is not None
+              else Image.new("RGB", (width, height), NEUTRAL_CANVAS))
+    cond = encode_conditioning(model, canvas)
     sampling = Sampling(steps=params.steps, cfg=params.cfg, gs=params.gs, negative_prompt=params.negative_prompt)
     images = run_items(model, prompts, seeds, cond, layout, sampling, params.batch_size, ctx)
-    settings = {**settings_record(params, width, height, layout, model, loras), "job_type": "image_batch"}
+    settings = {**settings_record(params, width, height, layout, model, loras), "job_type": "image_batch",
+                "source": "input_image" if image is not None else "neutral_canvas"}
     files: dict[str, Path] = {}
     for i, (pixels, prompt, seed) in enumerate(zip(images, prompts, seeds, strict=True)):
         files[f"image_{i:03d}"] = _png(ctx.workdir, f"image_{i:03d}.png", pixels, prompt,
@@ -180,12 +185,15 @@ def run_image_job(model: LoadedModel, lora_manager: LoraManager, job_type: JobTy
     parsed = PARAMS_BY_TYPE[job_type].model_validate(params)
     if not isinstance(parsed, OneFrameFields):
         raise ValueError(f"not an image job type: {job_type!r}")
+    # One-frame inference and kisekaeichi are made for the non-F1 FramePack weights (musubi-tuner says
+    # so): swap back after a forward (F1) video job. Before the LoRAs: a swap would drop them.
+    model.use_sampling_mode(IMAGE_SAMPLING_MODE)
     with lora_manager.applied(model.pipe.transformer, parsed.lora_pairs()) as loras:
+        image = _open(inputs["input_image"]) if "input_image" in inputs else None
         if isinstance(parsed, ImageParams):
-            image = _open(inputs["input_image"]) if "input_image" in inputs else None
             return generate_image(model, parsed, image, ctx, loras)
         if isinstance(parsed, ImageBatchParams):
-            return generate_batch(model, parsed, ctx, loras)
+            return generate_batch(model, parsed, image, ctx, loras)
         if isinstance(parsed, ImageTransferParams):
             for name in ("target_image", "source_image"):
                 if name not in inputs:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import torch
 
-from framepack_api.backends.framepack.tiny import ensure_tiny_model
+from framepack_api.backends.framepack.tiny import HUNYUAN_DIR, SIGLIP_DIR, TRANSFORMER_DIR, ensure_tiny_model
 from framepack_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -141,11 +141,37 @@ class LoadedModel:
         self.preset = MODE_PRESET[mode]
 
 
+def load_llama_tokenizer(hunyuan_repo: str) -> Any:
+    """The Llama tokenizer of a HunyuanVideo repo, exactly as its ``tokenizer.json`` defines it.
+
+    The repo's ``tokenizer_config.json`` says ``LlamaTokenizerFast``, and transformers 5's
+    ``LlamaTokenizerFast`` replaces the file's ByteLevel pre-tokenizer with Metaspace: every prompt loses
+    its spaces ("a cat in a garden" -> "acatinagarden"; transformers issues 45488/48206). The generic
+    fast class takes ``tokenizer.json`` as it is, on transformers 4 and 5 alike.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    # The pipeline crops the prompt template from the left and reads the mask assuming right padding.
+    return PreTrainedTokenizerFast.from_pretrained(hunyuan_repo, subfolder="tokenizer", padding_side="right")
+
+
 def load_tiny(settings: Settings) -> LoadedModel:
-    from diffusers import HunyuanVideoFramepackPipeline
+    """The tiny model, through the same ``from_pretrained`` calls as the real presets (fp32, CPU)."""
+    from diffusers import HunyuanVideoFramepackPipeline, HunyuanVideoFramepackTransformer3DModel
+    from transformers import SiglipImageProcessor, SiglipVisionModel
 
     path = ensure_tiny_model(settings.models_dir)
-    pipe = HunyuanVideoFramepackPipeline.from_pretrained(path, torch_dtype=torch.float32)
+    hunyuan, siglip = str(path / HUNYUAN_DIR), str(path / SIGLIP_DIR)
+    pipe = HunyuanVideoFramepackPipeline.from_pretrained(
+        hunyuan,
+        transformer=HunyuanVideoFramepackTransformer3DModel.from_pretrained(
+            str(path / TRANSFORMER_DIR), torch_dtype=torch.float32),
+        feature_extractor=SiglipImageProcessor.from_pretrained(siglip, subfolder="feature_extractor"),
+        image_encoder=SiglipVisionModel.from_pretrained(siglip, subfolder="image_encoder",
+                                                        torch_dtype=torch.float32),
+        tokenizer=load_llama_tokenizer(hunyuan),
+        torch_dtype=torch.float32,
+    )
     device = resolve_device(settings, "tiny")
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -177,7 +203,8 @@ def load_transformer(settings: Settings, mode: SamplingMode) -> Any:
 def load_real(settings: Settings, preset: Preset) -> LoadedModel:
     """Load the real FramePack pipeline the way diffusers' HunyuanVideoFramepackPipeline docs do.
 
-    Text encoders, tokenizers, VAE and scheduler come from the HunyuanVideo diffusers repo in fp16;
+    Text encoders, tokenizers, VAE and scheduler come from the HunyuanVideo diffusers repo in fp16 (the
+    Llama tokenizer through ``load_llama_tokenizer``, which keeps its ByteLevel pre-tokenizer);
     SigLIP (image_encoder / feature_extractor) from flux_redux_bfl in fp16; the transformer in bf16.
     """
     from diffusers import HunyuanVideoFramepackPipeline
@@ -196,6 +223,7 @@ def load_real(settings: Settings, preset: Preset) -> LoadedModel:
         transformer=transformer,
         feature_extractor=feature_extractor,
         image_encoder=image_encoder,
+        tokenizer=load_llama_tokenizer(settings.hunyuan_repo),
         torch_dtype=torch.float16,
     )
     pipe.set_progress_bar_config(disable=True)

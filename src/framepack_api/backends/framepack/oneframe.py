@@ -31,8 +31,14 @@ from framepack_api.backends.framepack.loader import LoadedModel
 
 HISTORY_2X = 2
 HISTORY_4X = 16
-EXP_MAX_SHIFT = 7.0  # the pipeline caps the resolution-dependent shift at log(7); so do we
 MAX_SEQUENCE_LENGTH = 256
+# FramePack's resolution-dependent shift (its k_diffusion_hunyuan.calculate_flux_mu, which musubi-tuner's
+# one-frame inference uses unchanged): mu grows linearly from 0.5 at 256 tokens to 1.15 at 4096 tokens,
+# capped at log(7); the sigmas are then shifted by exp(mu). These are FramePack's own constants, not the
+# scheduler config's (whose static shift of 7.0 is what the pipeline's video sampling uses).
+SHIFT_SEQ_LOW, SHIFT_MU_LOW = 256, 0.5
+SHIFT_SEQ_HIGH, SHIFT_MU_HIGH = 4096, 1.15
+EXP_MAX_SHIFT = 7.0
 
 
 @dataclass(frozen=True)
@@ -100,9 +106,11 @@ def encode_conditioning(model: LoadedModel, image: Image.Image,
 
 
 def mask_to_latent(mask: Image.Image, latent: torch.Tensor) -> torch.Tensor:
-    """A grayscale mask (white = keep, black = ignore) at the latent's size, shaped to multiply it."""
+    """A grayscale mask (white = keep, black = ignore) at the latent's size, shaped to multiply it.
+
+    Lanczos, as musubi-tuner resizes its one-frame masks."""
     height, width = latent.shape[-2:]
-    small = mask.convert("L").resize((width, height), Image.Resampling.BILINEAR)
+    small = mask.convert("L").resize((width, height), Image.Resampling.LANCZOS)
     values = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0)
     return values.to(latent.device)[None, None, None]
 
@@ -152,6 +160,34 @@ def _clean_latents(cond: Conditioning, layout: Layout, ref_weight: torch.Tensor 
     return torch.cat(latents, dim=2), torch.tensor(indices)
 
 
+def one_frame_shift(latent_height: int, latent_width: int, frames: int = 1) -> float:
+    """The shift FramePack/musubi-tuner use for ``frames`` latents of this size (one-frame: 1).
+
+    The token count is frames × h × w / 4 (the transformer's 2×2 patches); at 1216×704 pixels
+    (152×88 latents, 3344 tokens) this is exp(1.0227) ≈ 2.78.
+    """
+    tokens = frames * latent_height * latent_width // 4
+    slope = (SHIFT_MU_HIGH - SHIFT_MU_LOW) / (SHIFT_SEQ_HIGH - SHIFT_SEQ_LOW)
+    mu = SHIFT_MU_LOW + slope * (tokens - SHIFT_SEQ_LOW)
+    return math.exp(min(mu, math.log(EXP_MAX_SHIFT)))
+
+
+def one_frame_scheduler(model: LoadedModel, latent_height: int, latent_width: int, steps: int) -> Any:
+    """A fresh scheduler of the pipeline's class with FramePack's one-frame schedule set.
+
+    Passing ``mu`` to the pipeline's scheduler does nothing with HunyuanVideo's real config (static
+    shift 7.0, no dynamic shifting), so the shift is made static here instead: linear sigmas shifted by
+    ``one_frame_shift``, i.e. exactly FramePack's ``exp(mu) / (exp(mu) + 1/t - 1)``. A private
+    scheduler also keeps the shared one's step state untouched.
+    """
+    base = model.pipe.scheduler
+    scheduler = type(base).from_config(base.config, shift=one_frame_shift(latent_height, latent_width),
+                                       use_dynamic_shifting=False)
+    sigmas = np.linspace(1.0, 0.0, steps + 1)[:-1].tolist()
+    scheduler.set_timesteps(sigmas=sigmas, device=execution_device(model))
+    return scheduler
+
+
 @dataclass
 class Sampling:
     steps: int
@@ -166,11 +202,6 @@ class Sampling:
 def sample_latents(model: LoadedModel, prompts: list[str], seeds: list[int], cond: Conditioning,
                    layout: Layout, sampling: Sampling, on_step: Callable[[int], None]) -> torch.Tensor:
     """Denoise one latent per prompt in ONE batched forward pass per step; returns (B, C, 1, h, w)."""
-    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import (
-        calculate_shift,
-        retrieve_timesteps,
-    )
-
     pipe, transformer = model.pipe, model.pipe.transformer
     device, dtype = execution_device(model), transformer.dtype
     batch = len(prompts)
@@ -204,17 +235,10 @@ def sample_latents(model: LoadedModel, prompts: list[str], seeds: list[int], con
     }
 
     latents = initial_noise(seeds, (channels, 1, height, width), device)
-    # The pipeline's schedule: linear sigmas, shifted by the resolution-dependent mu (capped at log 7).
-    sigmas = np.linspace(1.0, 0.0, sampling.steps + 1)[:-1].tolist()
-    sequence = height * width / transformer.config.patch_size**2
-    config = pipe.scheduler.config
-    mu = min(calculate_shift(sequence, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
-                             config.get("base_shift", 0.5), config.get("max_shift", 1.15)),
-             math.log(EXP_MAX_SHIFT))
-    timesteps, _ = retrieve_timesteps(pipe.scheduler, sampling.steps, device, sigmas=sigmas, mu=mu)
+    scheduler = one_frame_scheduler(model, height, width, sampling.steps)
 
     with without_history(transformer, drop_2x=not layout.use_2x, drop_4x=not layout.use_4x):
-        for i, t in enumerate(timesteps):
+        for i, t in enumerate(scheduler.timesteps):
             step_in = {"hidden_states": latents.to(dtype), "timestep": t.expand(batch), **conditioning}
             noise = transformer(encoder_hidden_states=embeds, encoder_attention_mask=mask,
                                 pooled_projections=pooled, **step_in)[0]
@@ -222,7 +246,7 @@ def sample_latents(model: LoadedModel, prompts: list[str], seeds: list[int], con
                 uncond = transformer(encoder_hidden_states=negative[0], encoder_attention_mask=negative[2],
                                      pooled_projections=negative[1], **step_in)[0]
                 noise = uncond + sampling.cfg * (noise - uncond)
-            latents = pipe.scheduler.step(noise.float(), t, latents, return_dict=False)[0]
+            latents = scheduler.step(noise.float(), t, latents, return_dict=False)[0]
             on_step(i + 1)
     return latents
 
