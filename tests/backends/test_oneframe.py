@@ -173,11 +173,11 @@ def test_batch_with_an_input_image_continues_it_for_every_prompt(backend: Framep
     assert read_png_parameters(canvas.files["image_000"])["settings"]["source"] == "neutral_canvas"
 
 
-def test_transfer_strength_default_is_the_references_full_reference(backend: FramepackBackend,
-                                                                   tmp_path: Path) -> None:
+def test_transfer_strength_default_is_seed_002s_and_one_is_the_unscaled_reference(backend: FramepackBackend,
+                                                                                   tmp_path: Path) -> None:
     images = {"target_image": noise_image(64, 64, seed=10), "source_image": noise_image(64, 64, seed=20)}
     default = run(backend, tmp_path, JobType.image_transfer, FAST, images)
-    assert default.info["transfer_strength"] == 1.0
-    full = transfer(backend, tmp_path, source_seed=20, strength=1.0)
-    assert np.array_equal(pixels(default.files["image"]), full)
-    assert np.abs(full - transfer(backend, tmp_path, source_seed=20, strength=0.7)).max() > 0
+    assert default.info["transfer_strength"] == 0.7
+    seventy = transfer(backend, tmp_path, source_seed=20, strength=0.7)
+    assert np.array_equal(pixels(default.files["image"]), seventy)
+    assert np.abs(seventy - transfer(backend, tmp_path, source_seed=20, strength=1.0)).max() > 0

@@ -1,10 +1,11 @@
 """Parameters of the image job types (seed 002): one-frame generation, batches, kisekaeichi transfer.
 
 Field names and defaults follow seed 002 (``steps=30``, ``cfg=1.0``, ``width=1216``, ``height=704``,
-``batch_size=4``), except ``transfer_strength``: seed 002 says 0.7, but neither reference implementation
-(FramePack-eichi's kisekaeichi, musubi-tuner's one-frame inference) scales the reference latent, so the
-default is 1.0, which reproduces them (docs/IMAGES.md). The one-frame knobs (``target_index``,
-``no_2x``, ...) are FramePack-eichi's / musubi-tuner's names for the same index layout.
+``batch_size=4``, ``transfer_strength=0.7``). Seed 002's defaults are a contract that its clients rely on,
+so ``transfer_strength`` keeps 0.7 even though the reference implementations (FramePack-eichi's kisekaeichi,
+musubi-tuner's one-frame inference) do not scale the reference latent: 1.0 reproduces them (docs/IMAGES.md).
+The one-frame knobs (``target_index``, ``no_2x``, ...) are FramePack-eichi's / musubi-tuner's names for
+the same index layout.
 """
 
 from __future__ import annotations
@@ -97,9 +98,10 @@ class ImageTransferParams(OneFrameFields):
 
     prompt: str = Field("", max_length=4000, description="Describes the wanted result.")
     seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.")
-    transfer_strength: float = Field(1.0, ge=0.0, le=1.0,
+    transfer_strength: float = Field(0.7, ge=0.0, le=1.0,
                                      description="Multiplies the reference image's latent (after its mask): "
-                                                 "1 = as the references do, 0 = no reference at all.")
+                                                 "1 = as FramePack-eichi and musubi-tuner do, 0 = no reference at "
+                                                 "all. The default 0.7 is seed 002's.")
     history_index: int = Field(16, ge=1, le=64,
                                description="RoPE time index of the reference (clean) latent.")
     # Kisekaeichi samples just after the subject, without compressed history: FramePack-eichi's defaults.
