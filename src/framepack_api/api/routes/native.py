@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
 
 from framepack_api.api.auth import has_credentials
@@ -213,7 +214,14 @@ class Health(BaseModel):
 def health(request: Request, state: StateDep) -> JSONResponse:
     settings = state.settings
     db_ok = ping(state.engine)
-    workers = state.store.live_workers(settings.lease_seconds) if db_ok else []
+    workers: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    if db_ok:
+        try:
+            workers = state.store.live_workers(settings.lease_seconds)
+            counts = state.store.counts()
+        except SQLAlchemyError:  # lost between the ping and these reads
+            db_ok, workers = False, []
     ready = [w for w in workers if w["state"] in ("idle", "busy")]
     space = measure(state.storage.root, settings.min_free_disk_mb)
     reasons = []
@@ -232,7 +240,7 @@ def health(request: Request, state: StateDep) -> JSONResponse:
                   "current_job_id": w["current_job_id"], "preset": w["preset"]} for w in shown],
         model=state.model, tiny_model=state.model == "tiny",
         warning=TINY_WARNING if state.model == "tiny" else None,
-        counts=state.store.counts() if db_ok else {},
+        counts=counts,
         disk_free_mb=round(space.free_mb, 1), disk_floor_mb=settings.min_free_disk_mb,
     )
     return JSONResponse(body.model_dump(), status_code=503 if reasons else 200)
