@@ -32,6 +32,5 @@ def test_work_dir_of_a_killed_attempt_is_removed(tmp_path: Path) -> None:
         final = server.wait_for(job_id, timeout=90)
         assert final["status"] == "failed" and "no attempts left" in final["error"]
         eventually(lambda: not work.exists(), f"{work} outlived its killed attempt")
-        assert "removed work directories of dead attempts" in server.log(tail=None)
     finally:
         server.stop()
