@@ -17,6 +17,7 @@ from PIL import Image
 from framepack_api.api.app import create_app
 from framepack_api.backends.base import Backend
 from framepack_api.backends.framepack.backend import FramepackBackend
+from framepack_api.disk import full_disk_error, is_disk_full
 from framepack_api.settings import Settings
 from framepack_api.worker.runner import Worker
 
@@ -97,3 +98,12 @@ def test_below_the_floor_a_worker_takes_no_job(api: TestClient, backend: Backend
         worker.stopping.set()
         thread.join(timeout=60)
     assert not thread.is_alive()
+
+
+def test_a_real_enospc_is_recognised_and_explained() -> None:
+    """/dev/full fails every write with ENOSPC: the error a full disk gives, without filling one."""
+    with pytest.raises(OSError) as caught, open("/dev/full", "wb", buffering=0) as full:
+        full.write(b"x")
+    assert is_disk_full(caught.value)
+    assert str(full_disk_error(caught.value)) == "not accepting jobs: the disk is full (No space left on device)"
+    assert not is_disk_full(PermissionError(13, "Permission denied"))
