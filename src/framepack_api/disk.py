@@ -72,9 +72,10 @@ class DiskGuard:
         space = measure(self.path, self.floor_mb)
         return space if space.low else None
 
-    def check(self) -> None:
+    def check(self, *, fresh: bool = False) -> None:
+        """Raise DiskFull below the floor; ``fresh`` measures even when it did a moment ago."""
         now = time.monotonic()
-        if now - self.last < self.every:
+        if not fresh and now - self.last < self.every:
             return
         self.last = now
         space = self.low()

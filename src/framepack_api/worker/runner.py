@@ -151,8 +151,7 @@ class Worker:
             output = backend.run(job.type, job.params, inputs, ctx)
             lease.stop()
             lease.check()  # one last fenced look before publishing
-            guard.last = float("-inf")
-            guard.check()  # and no publishing onto a full disk
+            guard.check(fresh=True)  # and no publishing onto a full disk
             result = {**self.storage.publish(job.id, output.files), "info": output.info}
             if not self.store.complete(job, result, output.seed):
                 log.warning("job %s finished but its lease was lost; result dropped", job.id)
