@@ -92,7 +92,7 @@ class ServerProcess:
                     r = http.get("/health")
                     is_json = r.headers.get("content-type", "").startswith("application/json")
                     last = r.json() if is_json else r.text
-                    if r.status_code == 200:
+                    if r.status_code in (200, 503):  # 503: degraded, e.g. workers loading
                         self._note_workers(last)
                         ready = [w for w in last.get("workers", []) if w.get("state") != "starting"]
                         if last.get("workers_alive", 0) >= self.workers and len(ready) >= self.workers:

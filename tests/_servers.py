@@ -99,7 +99,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server {self.name} exited:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                health = httpx.get(f"{self.url}/health", timeout=2).json()
+                health = httpx.get(f"{self.url}/health", auth=self.auth, timeout=2).json()
                 # A worker of this very process (not a row left by an earlier one on the same data
                 # dir) that went idle has loaded its model: jobs run at once from here on.
                 if self.workers == 0 or any(w["state"] == "idle" and _parent(int(w["pid"])) == self.proc.pid

@@ -143,7 +143,11 @@ class Client:
         return list(self._json(self.http.get("/queue"))["queue"])
 
     def health(self) -> dict[str, Any]:
-        return dict(self._json(self.http.get("/health")))
+        """The health body, also when degraded (503: no live worker, low disk, database down)."""
+        response = self.http.get("/health")
+        if response.status_code == 503:
+            return dict(response.json())
+        return dict(self._json(response))
 
     def events(self, job_id: str | None = None, *, last_event_id: int | None = None,
                read_timeout: float = 60.0) -> Iterator[ServerEvent]:

@@ -5,11 +5,14 @@ FramepackAPIError
 ├── JobNotFound         no job with that id                                    -> 404
 ├── JobNotReady         the result is asked for before the job completed       -> 409
 ├── Conflict            an idempotency key reused with other parameters        -> 409
-└── Unavailable         the database or the model cannot serve now             -> 503
+├── Unavailable         the database or the model cannot serve now             -> 503
+├── InsufficientStorage free disk space is below the configured floor           -> 507
+└── FilesExpired        a finished job's files were removed by retention        -> 410
 
 Worker-side signals (never reach HTTP):
 JobCancelled  raised inside a backend when the job was cancelled mid-run.
 LeaseLost     a fenced write changed no row: another worker owns the job now.
+DiskFull      free space fell below the floor while a job ran: the job fails, nothing is published.
 """
 
 from __future__ import annotations
@@ -48,9 +51,23 @@ class Unavailable(FramepackAPIError):
     pass
 
 
+class InsufficientStorage(FramepackAPIError):
+    """Accepting the request would write to a disk that is (nearly) full; the message says why."""
+
+
+class FilesExpired(FramepackAPIError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"the files of job {job_id} were removed by the retention policy")
+        self.job_id = job_id
+
+
 class JobCancelled(Exception):
     """Raised by a backend at a sampling step when the job has been cancelled."""
 
 
 class LeaseLost(Exception):
     """A fenced write found the job no longer ours (reaped, or cancelled and taken by another)."""
+
+
+class DiskFull(Exception):
+    """Free space fell below the floor (or a write hit ENOSPC) while a job ran."""

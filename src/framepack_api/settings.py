@@ -115,6 +115,22 @@ class Settings(BaseSettings):
     aging_seconds_per_priority: float = Field(
         30.0, ge=0, description="A waiting job gains one priority point per this many seconds; 0 = no aging.")
 
+    # -- retention, disk guard (issue 11, items 7 and 12; docs/RELIABILITY.md) --
+    retention_files_seconds: float = Field(
+        30 * 86400.0, ge=0, description="Remove finished jobs' files (inputs, results, previews) this long "
+                                        "after they finished; 0 keeps them. Downloads then answer 410.")
+    retention_jobs_seconds: float = Field(
+        90 * 86400.0, ge=0, description="Delete finished jobs' rows, events and webhook outbox this long "
+                                        "after they finished; 0 keeps them.")
+    retention_events_seconds: float = Field(
+        86400.0, ge=0, description="Delete progress/preview events (of any job, running ones included) and "
+                                   "delivered webhook rows older than this; 0 keeps them.")
+    retention_interval_seconds: float = Field(
+        600.0, gt=0, description="How often the retention round runs (in one API process at a time).")
+    min_free_disk_mb: float = Field(
+        1024.0, ge=0, description="Free-space floor of data_dir: below it submits get 507 and running "
+                                  "jobs fail; 0 turns the guard off.")
+
     @model_validator(mode="after")
     def _heartbeat_shorter_than_lease(self) -> Settings:
         if self.heartbeat_seconds >= self.lease_seconds:

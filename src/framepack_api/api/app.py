@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -16,9 +17,18 @@ from framepack_api import __version__
 from framepack_api.api.auth import install_auth
 from framepack_api.api.deps import AppState
 from framepack_api.api.routes import images, metrics, native, openai_videos, progress, training
-from framepack_api.errors import Conflict, InvalidInput, JobNotFound, JobNotReady, Unavailable
+from framepack_api.errors import (
+    Conflict,
+    FilesExpired,
+    InsufficientStorage,
+    InvalidInput,
+    JobNotFound,
+    JobNotReady,
+    Unavailable,
+)
 from framepack_api.hardware import TINY_WARNING, default_resolution, effective_model
 from framepack_api.jobs.db import create_engine, upgrade
+from framepack_api.jobs.retention import Retention, retention_policy, sweep_work_dirs
 from framepack_api.jobs.scheduling import scheduling_options
 from framepack_api.jobs.store import JobStore
 from framepack_api.settings import Settings, get_settings
@@ -48,12 +58,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning(TINY_WARNING)
         store = JobStore(engine, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
                          **scheduling_options(settings))
+        storage = LocalStorage(settings.storage_dir)
         app.state.framepack = AppState(
-            settings=settings, engine=engine, store=store, storage=LocalStorage(settings.storage_dir),
+            settings=settings, engine=engine, store=store, storage=storage,
             model=model, default_resolution=default_resolution(settings),
         )
+        retention = Retention(engine, storage, retention_policy(settings), holder=f"api:{uuid.uuid4().hex}",
+                              clock=store.clock)
         background = [
-            asyncio.create_task(_reap_forever(store, settings.reap_interval_seconds)),
+            asyncio.create_task(_reap_forever(store, storage, settings)),
+            asyncio.create_task(_retention_forever(retention, settings.retention_interval_seconds)),
             asyncio.create_task(WebhookDispatcher(engine, settings).run_forever()),
         ]
         try:
@@ -88,15 +102,33 @@ def _mount_ui(app: FastAPI, settings: Settings) -> None:
     mount_ui(app, settings)
 
 
-async def _reap_forever(store: JobStore, interval: float) -> None:
-    """Jobs whose worker died go back to the queue even when no worker is polling."""
+async def _reap_forever(store: JobStore, storage: LocalStorage, settings: Settings) -> None:
+    """Jobs whose worker died go back to the queue even when no worker is polling, and the work
+    directories their killed attempts left behind are removed."""
     while True:
         try:
             reaped = await run_in_threadpool(store.reap)
             if reaped:
                 log.warning("requeued or failed %d job(s) with expired leases: %s", len(reaped), reaped)
+            removed = await run_in_threadpool(sweep_work_dirs, store.engine, storage,
+                                              min_age_seconds=settings.lease_seconds)
+            if removed:
+                log.info("removed work directories of dead attempts: %s", removed)
         except Exception:  # the database may be briefly unreachable; try again next round
             log.exception("reaper round failed")
+        await asyncio.sleep(settings.reap_interval_seconds)
+
+
+async def _retention_forever(retention: Retention, interval: float) -> None:
+    """Every API process tries; the lease row lets one of them run each round."""
+    while True:
+        try:
+            report = await run_in_threadpool(retention.run_round)
+            if report.ran and (report.files_removed or report.jobs_deleted or report.events_deleted):
+                log.info("retention: files of %d job(s) removed, %d job(s) deleted, %d event(s) deleted",
+                         len(report.files_removed), len(report.jobs_deleted), report.events_deleted)
+        except Exception:  # a database blip: the next round catches up
+            log.exception("retention round failed")
         await asyncio.sleep(interval)
 
 
@@ -118,6 +150,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(InsufficientStorage)
+    async def _no_space(_: Request, exc: InsufficientStorage) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=507)
+
+    @app.exception_handler(FilesExpired)
+    async def _expired(_: Request, exc: FilesExpired) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=410)
 
     @app.exception_handler(Unavailable)
     async def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:

@@ -16,7 +16,7 @@ import hmac
 import json
 from collections.abc import Iterable
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,6 +24,12 @@ from framepack_api.api.openai_errors import error_body
 from framepack_api.settings import Settings
 
 OPEN_PATHS = frozenset({"/health"})
+CREDENTIALS_OK = "framepack_credentials_ok"  # request.state key set on open paths
+
+
+def has_credentials(request: Request) -> bool:
+    """True when the request carried valid credentials, or when auth is off (no middleware)."""
+    return bool(getattr(request.state, CREDENTIALS_OK, True))
 REALM = "framepack-api"
 
 
@@ -56,11 +62,16 @@ class AuthMiddleware:
         self.challenges = challenges
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         problem = self.check(headers)
+        if scope["path"] in OPEN_PATHS:
+            # Served either way; the route shows details (hosts, pids, job ids) only to credentials.
+            scope.setdefault("state", {})[CREDENTIALS_OK] = problem is None
+            await self.app(scope, receive, send)
+            return
         if problem is None:
             await self.app(scope, receive, send)
             return

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from framepack_api.api.deps import AppState
 from framepack_api.api.uploads import check_size, decode_base64, normalise_image
+from framepack_api.disk import full_disk_error, is_disk_full, require_space
 from framepack_api.errors import InvalidInput
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.lora_files import LoraError, resolve_lora_path
@@ -156,6 +157,7 @@ def submit_image_job(state: AppState, job_type: JobType, params: OneFrameFields,
         if existing is not None:
             return existing, False
     pngs = {name: normalise_image(name, data, state.settings.max_image_pixels) for name, data in images.items()}
+    require_space(storage.root, state.settings.min_free_disk_mb)
     job_id = str(uuid.uuid4())
     try:
         inputs = {name: storage.write_input(job_id, f"{name}.png", png) for name, png in pngs.items()}
@@ -163,8 +165,10 @@ def submit_image_job(state: AppState, job_type: JobType, params: OneFrameFields,
             type=job_type, params=params.model_dump(mode="json"), inputs=inputs, priority=priority,
             idempotency_key=idempotency_key, request_hash=request_hash, id=job_id,
         ))
-    except BaseException:
+    except BaseException as exc:
         storage.remove_job(job_id)
+        if is_disk_full(exc):
+            raise full_disk_error(exc) from exc
         raise
     if not created:  # lost an idempotency race: this request's files are not needed
         storage.remove_job(job_id)

@@ -20,7 +20,15 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from framepack_api.errors import Conflict, InvalidInput, JobNotFound, JobNotReady, Unavailable
+from framepack_api.errors import (
+    Conflict,
+    FilesExpired,
+    InsufficientStorage,
+    InvalidInput,
+    JobNotFound,
+    JobNotReady,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,10 @@ def to_openai_error(exc: Exception) -> OpenAIError:
         return OpenAIError(404, f"Video is not ready yet: it is {exc.status}.", code="video_not_ready")
     if isinstance(exc, Conflict):
         return OpenAIError(409, str(exc), code="conflict")
+    if isinstance(exc, InsufficientStorage):
+        return OpenAIError(507, str(exc), type="server_error", code="insufficient_storage")
+    if isinstance(exc, FilesExpired):
+        return OpenAIError(404, f"The content of video '{exc.job_id}' has expired.", code="video_expired")
     if isinstance(exc, Unavailable):
         return OpenAIError(503, str(exc), type="server_error", code="unavailable")
     if isinstance(exc, HTTPException):

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from framepack_api.api.deps import AppState
 from framepack_api.api.image_submit import check_loras
 from framepack_api.api.uploads import normalise_image
+from framepack_api.disk import full_disk_error, is_disk_full, require_space
 from framepack_api.errors import InvalidInput
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.limits import apply_server_limits
@@ -65,6 +66,7 @@ def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes],
             return existing, False
     # Decode every image before writing any, so that a bad end_image leaves no orphan image.
     pngs = {name: normalise_image(name, data, state.settings.max_image_pixels) for name, data in images.items()}
+    require_space(storage.root, state.settings.min_free_disk_mb)
     job_id = str(uuid.uuid4())
     try:
         inputs = {name: storage.write_input(job_id, f"{name}.png", png) for name, png in pngs.items()}
@@ -73,8 +75,10 @@ def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes],
             idempotency_key=idempotency_key, request_hash=request_hash, id=job_id,
             webhook_url=webhook_url, webhook_events=webhook_events,
         ))
-    except BaseException:
+    except BaseException as exc:
         storage.remove_job(job_id)
+        if is_disk_full(exc):
+            raise full_disk_error(exc) from exc
         raise
     if not created:  # lost an idempotency race: the files written for this request are not needed
         storage.remove_job(job_id)

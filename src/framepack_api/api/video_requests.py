@@ -28,6 +28,7 @@ from framepack_api.api.deps import AppState
 from framepack_api.api.openai_errors import OpenAIError
 from framepack_api.api.submit import submit_video, validate_video_params
 from framepack_api.api.uploads import normalise_image
+from framepack_api.disk import full_disk_error, is_disk_full, require_space
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.media.images import find_nearest_bucket, resize_and_center_crop
 from framepack_api.params import JobType, RemoteVideoParams, SamplingMode
@@ -168,6 +169,7 @@ def submit_remote(state: AppState, params: RemoteVideoParams, image: bytes | Non
         existing = store.replay(idempotency_key, request_hash)
         if existing is not None:
             return existing, False
+    require_space(storage.root, state.settings.min_free_disk_mb)
     job_id = str(uuid.uuid4())
     try:
         state_file = json.dumps({"job_id": job_id}).encode()
@@ -178,8 +180,10 @@ def submit_remote(state: AppState, params: RemoteVideoParams, image: bytes | Non
             type=JobType.remote_video, params=params.model_dump(), inputs=inputs,
             idempotency_key=idempotency_key, request_hash=request_hash, id=job_id,
         ))
-    except BaseException:
+    except BaseException as exc:
         storage.remove_job(job_id)
+        if is_disk_full(exc):
+            raise full_disk_error(exc) from exc
         raise
     if not created:
         storage.remove_job(job_id)

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from framepack_api.api.image_views import batch_progress
+from framepack_api.errors import FilesExpired
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
 from framepack_api.params import JobType
@@ -53,6 +54,12 @@ class JobView(BaseModel):
                                                                     "seed and progress.")
 
 
+def require_files(job: Job) -> None:
+    """Downloads of a job whose files the retention policy removed answer 410, not a broken file."""
+    if job.files_expired_at is not None:
+        raise FilesExpired(job.id)
+
+
 def job_view(job: Job, position: int | None = None) -> JobView:
     return JobView(
         job_id=job.id, type=job.type, status=job.status, progress=job.progress, step=job.step,
@@ -61,7 +68,7 @@ def job_view(job: Job, position: int | None = None) -> JobView:
         attempt=job.attempt, created_at=iso(job.created_at), started_at=iso(job.started_at),
         finished_at=iso(job.finished_at), error=job.error, cancel_requested=job.cancel_requested,
         params=job.params,
-        result_url=f"/result/{job.id}" if job.status is JobStatus.completed else None,
+        result_url=f"/result/{job.id}" if job.status is JobStatus.completed and not job.files_expired_at else None,
         preview_url=f"/preview/{job.id}" if job.preview else None,
         partial_video_url=f"/preview/{job.id}/video" if job.preview else None,
         thumbnail_url=f"/thumbnail/{job.id}", events_url=f"/events/{job.id}",

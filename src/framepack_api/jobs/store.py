@@ -57,6 +57,7 @@ class Job:
     webhook_url: str | None
     webhook_events: list[str] | None
     preview: str | None
+    files_expired_at: float | None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:

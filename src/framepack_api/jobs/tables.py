@@ -38,9 +38,11 @@ jobs = sa.Table(
     sa.Column("webhook_url", sa.Text),
     sa.Column("webhook_events", sa.JSON),  # None = terminal events only
     sa.Column("preview", sa.String(512)),  # newest latent preview, relative to the storage root
+    sa.Column("files_expired_at", sa.Float),  # set when retention removed the job's files (0006)
     sa.Index("ix_jobs_claim_order", "status", "priority", "created_at"),
     sa.Index("ix_jobs_lease", "status", "lease_expires_at"),
     sa.Index("ix_jobs_idempotency_key", "idempotency_key", unique=True),
+    sa.Index("ix_jobs_finished", "status", "finished_at"),
 )
 
 workers = sa.Table(
@@ -67,6 +69,7 @@ job_events = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_job_events_job", "job_id", "id"),
+    sa.Index("ix_job_events_created", "created_at"),
 )
 
 # The webhook outbox: written with the event, delivered by a separate loop, kept across restarts.
@@ -111,4 +114,14 @@ training_videos = sa.Table(
     sa.Column("drill_text", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float),  # None: kept until DELETE /cache/{run_id}
+)
+
+# One row per periodic task that must run in one process at a time (retention): whoever moves
+# expires_at forward with a conditional UPDATE holds it until then. Seeded by migration 0006.
+maintenance_leases = sa.Table(
+    "maintenance_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
 )

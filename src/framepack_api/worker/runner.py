@@ -19,8 +19,10 @@ from pathlib import Path
 from types import FrameType
 
 from framepack_api.backends.base import Backend, Progress, RunContext
-from framepack_api.errors import JobCancelled, LeaseLost
+from framepack_api.disk import DiskGuard, is_disk_full
+from framepack_api.errors import DiskFull, JobCancelled, LeaseLost
 from framepack_api.jobs.db import create_engine, upgrade
+from framepack_api.jobs.retention import sweep_work_dirs
 from framepack_api.jobs.scheduling import scheduling_options
 from framepack_api.jobs.store import Heartbeat, Job, JobStore
 from framepack_api.settings import Settings
@@ -52,6 +54,8 @@ class Worker:
         self.storage = LocalStorage(settings.storage_dir)
         self.stopping = threading.Event()
         self.preset: str | None = None
+        self.disk = DiskGuard(self.storage.root, settings.min_free_disk_mb)
+        self.low_disk_logged = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -80,8 +84,9 @@ class Worker:
                 if time.monotonic() - last_reap >= self.settings.reap_interval_seconds:
                     # Workers reap too, so a deployment of workers without an API still recovers.
                     self.store.reap()
+                    sweep_work_dirs(self.engine, self.storage, min_age_seconds=self.settings.lease_seconds)
                     last_reap = time.monotonic()
-                job = self.store.claim(self.id)
+                job = None if self._disk_low() else self.store.claim(self.id)
                 if job is None:
                     if time.monotonic() - last_seen > self.settings.heartbeat_seconds:
                         self._seen("idle")
@@ -98,6 +103,17 @@ class Worker:
         finally:
             self._seen("stopped")
             self.engine.dispose()
+
+    def _disk_low(self) -> bool:
+        """Below the free-space floor the worker takes no job (it could not write the result);
+        the jobs wait in the queue until space is freed."""
+        space = self.disk.low()
+        if space is not None and not self.low_disk_logged:
+            log.warning("worker %s: not taking jobs: %s", self.id, space.reason())
+        elif space is None and self.low_disk_logged:
+            log.info("worker %s: disk space back above the floor; taking jobs again", self.id)
+        self.low_disk_logged = space is not None
+        return space is not None
 
     def _orphaned(self) -> bool:
         """An embedded worker outliving its `serve` (killed with SIGKILL) would keep taking jobs
@@ -116,7 +132,17 @@ class Worker:
         self._seen("busy", job.id)
         lease = _Lease(self.store, job, self.settings.heartbeat_seconds, self.stopping)
         workdir = self.storage.work_dir(job.id, job.attempt)
-        ctx = RunContext(workdir=workdir, progress=lease.report, cancelled=lease.check,
+        guard = DiskGuard(self.storage.root, self.settings.min_free_disk_mb)
+
+        def report(p: Progress) -> None:
+            guard.check()
+            lease.report(p)
+
+        def cancelled() -> bool:
+            guard.check()
+            return lease.check()
+
+        ctx = RunContext(workdir=workdir, progress=report, cancelled=cancelled,
                          preview=lambda path: lease.preview(self.storage, path),
                          partial_video=lambda path: lease.partial_video(self.storage, path))
         inputs = {name: self.storage.resolve(rel) for name, rel in job.inputs.items()}
@@ -125,6 +151,7 @@ class Worker:
             output = backend.run(job.type, job.params, inputs, ctx)
             lease.stop()
             lease.check()  # one last fenced look before publishing
+            guard.check(fresh=True)  # and no publishing onto a full disk
             result = {**self.storage.publish(job.id, output.files), "info": output.info}
             if not self.store.complete(job, result, output.seed):
                 log.warning("job %s finished but its lease was lost; result dropped", job.id)
@@ -133,12 +160,19 @@ class Worker:
             log.info("job %s cancelled at a sampling step", job.id)
         except LeaseLost:
             log.warning("job %s: lease lost (reaped or cancelled elsewhere); abandoning", job.id)
+        except DiskFull as exc:
+            self.store.fail(job, f"disk full: {exc}")
+            log.error("job %s failed: disk full: %s", job.id, exc)
         except ShutdownRequested:
             self.store.release(job, "requeued: its worker shut down")
             log.info("job %s returned to the queue for shutdown", job.id)
         except Exception as exc:
             log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-            self.store.fail(job, f"{exc.__class__.__name__}: {exc}")
+            if is_disk_full(exc):  # a write hit ENOSPC before the floor was seen: say so plainly
+                self.store.fail(job, f"disk full: the disk ran out of space while the job ran ({exc}); "
+                                     "nothing was published")
+            else:
+                self.store.fail(job, f"{exc.__class__.__name__}: {exc}")
         finally:
             lease.stop()
             self.storage.discard_work(job.id, job.attempt)

@@ -88,7 +88,9 @@ def test_credentials(secured: TestClient, headers: dict[str, str], ok: bool) -> 
 def test_health_stays_open(secured: TestClient) -> None:
     with secured as client:
         r = client.get("/health")
-    assert r.status_code == 200 and r.json()["database"] is True
+    # Open without credentials; 503 only because this app has no worker (degraded, not refused).
+    assert r.status_code == 503 and r.json()["database"] is True
+    assert r.json()["reasons"] == ["no live worker"]
 
 
 def test_cors_preflight_and_refusals_carry_cors_headers(secured: TestClient) -> None:

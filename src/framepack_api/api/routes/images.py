@@ -24,7 +24,7 @@ from framepack_api.api.image_submit import (
     request_hash,
     submit_image_job,
 )
-from framepack_api.api.views import JobAccepted
+from framepack_api.api.views import JobAccepted, require_files
 from framepack_api.errors import JobNotFound, JobNotReady
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
@@ -77,6 +77,7 @@ def image_file(state: StateDep, job: Job, index: int | None) -> FileResponse:
     """A completed image job's PNG (``index`` None or 0), a batch's ZIP (None) or one batch image."""
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(job.id, job.status.value)
+    require_files(job)
     if job.type is JobType.image_batch:
         key = "zip" if index is None else f"image_{index:03d}"
     else:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
 
+from framepack_api.api.auth import has_credentials
 from framepack_api.api.deps import StateDep, StoreDep
 from framepack_api.api.routes.images import image_file
 from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
 from framepack_api.api.uploads import check_size, decode_base64
-from framepack_api.api.views import JobAccepted, JobView, iso, job_view
+from framepack_api.api.views import JobAccepted, JobView, iso, job_view, require_files
+from framepack_api.disk import measure
 from framepack_api.errors import InvalidInput, JobNotReady
 from framepack_api.hardware import TINY_WARNING
 from framepack_api.jobs.db import ping
@@ -158,6 +161,7 @@ def result(job_id: str, state: StateDep) -> FileResponse:
     job = state.store.get(job_id)
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(job_id, job.status.value)
+    require_files(job)
     if job.type in IMAGE_JOB_TYPES:  # the PNG, or a batch's ZIP
         return image_file(state, job, None)
     path = state.storage.resolve(job.result["video"])
@@ -188,29 +192,55 @@ def cancel(job_id: str, store: StoreDep) -> JobView:
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="ok (200); degraded or unavailable (503): a load balancer should send elsewhere.")
+    reasons: list[str] = Field(default_factory=list, description="Why not ok, e.g. no live worker.")
     database: bool
     workers_alive: int = Field(description="Workers with the model loaded, idle or busy.")
     workers_starting: int = Field(0, description="Workers still loading the model.")
-    workers: list[dict[str, Any]]
+    workers: list[dict[str, Any]] = Field(description="Each worker's id, state, pid, host and job; "
+                                                      "empty without credentials when auth is on.")
     model: str
     tiny_model: bool
     warning: str | None = None
     counts: dict[str, int]
+    disk_free_mb: float | None = Field(None, description="Free space where data_dir lives.")
+    disk_floor_mb: float = Field(0, description="Below this, submits get 507 and running jobs fail.")
 
 
-@router.get("/health", response_model=Health, tags=["service"])
-def health(state: StateDep) -> JSONResponse:
+@router.get("/health", response_model=Health, tags=["service"],
+            responses={503: {"model": Health, "description": "Degraded: no live worker, the disk below its "
+                                                               "floor, or the database unreachable"}})
+def health(request: Request, state: StateDep) -> JSONResponse:
+    settings = state.settings
     db_ok = ping(state.engine)
-    workers = state.store.live_workers(state.settings.lease_seconds) if db_ok else []
+    workers: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    if db_ok:
+        try:
+            workers = state.store.live_workers(settings.lease_seconds)
+            counts = state.store.counts()
+        except SQLAlchemyError:  # lost between the ping and these reads
+            db_ok, workers = False, []
     ready = [w for w in workers if w["state"] in ("idle", "busy")]
+    space = measure(state.storage.root, settings.min_free_disk_mb)
+    reasons = []
+    if not db_ok:
+        reasons.append("database unreachable")
+    elif not ready:
+        reasons.append("no live worker" + (f" ({len(workers)} loading the model)" if workers else ""))
+    if space.low:
+        reasons.append(space.reason())
+    # Open to load balancers, so without credentials it names no host, process or job.
+    shown = workers if has_credentials(request) else []
     body = Health(
-        status="ok" if db_ok else "unavailable", database=db_ok, workers_alive=len(ready),
-        workers_starting=len(workers) - len(ready),
+        status="ok" if not reasons else "degraded" if db_ok else "unavailable", reasons=reasons,
+        database=db_ok, workers_alive=len(ready), workers_starting=len(workers) - len(ready),
         workers=[{"id": w["id"], "state": w["state"], "pid": w["pid"], "hostname": w["hostname"],
-                  "current_job_id": w["current_job_id"], "preset": w["preset"]} for w in workers],
+                  "current_job_id": w["current_job_id"], "preset": w["preset"]} for w in shown],
         model=state.model, tiny_model=state.model == "tiny",
         warning=TINY_WARNING if state.model == "tiny" else None,
-        counts=state.store.counts() if db_ok else {},
+        counts=counts,
+        disk_free_mb=round(space.free_mb, 1), disk_floor_mb=settings.min_free_disk_mb,
     )
-    return JSONResponse(body.model_dump(), status_code=200 if db_ok else 503)
+    return JSONResponse(body.model_dump(), status_code=503 if reasons else 200)

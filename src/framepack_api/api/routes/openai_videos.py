@@ -22,6 +22,7 @@ from framepack_api.api.openai_errors import OpenAIError, OpenAIRoute
 from framepack_api.api.openai_store import VideoMeta
 from framepack_api.api.uploads import check_size, decode_base64
 from framepack_api.api.video_requests import VideoRequest, parse_model, parse_seconds, parse_size, submit_request
+from framepack_api.api.views import require_files
 from framepack_api.errors import JobNotFound, JobNotReady
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
@@ -211,6 +212,7 @@ async def video_content(
     meta, job = await run_in_threadpool(_load, state, video_id)
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(video_id, STATUS[job.status])
+    require_files(job)
     expires_at = video_object(job, meta, state.settings)["expires_at"]
     if expires_at is not None and time.time() >= expires_at:
         with contextlib.suppress(OSError):

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from PIL import Image
 
 from framepack_api.api.deps import AppState, StateDep
+from framepack_api.api.views import require_files
 from framepack_api.jobs.events import Event, last_event_id, read_events
 from framepack_api.jobs.schema import JobStatus
 
@@ -117,6 +118,7 @@ def partial_video(job_id: str, state: StateDep) -> FileResponse:
             "result once completed", responses={200: {"content": {"image/jpeg": {}}}})
 def thumbnail(job_id: str, state: StateDep) -> Response:
     job = state.store.get(job_id)
+    require_files(job)
     if job.status is JobStatus.completed and job.result and job.result.get("thumbnail"):
         return FileResponse(state.storage.resolve(job.result["thumbnail"]), media_type="image/jpeg")
     source = next(iter(job.inputs.values()), None)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, field_validator
 from framepack_api import __version__
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.video_requests import VideoRequest, submit_request
+from framepack_api.api.views import require_files
 from framepack_api.errors import JobNotFound, JobNotReady
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
@@ -166,6 +167,7 @@ def video(run_id: str, state: StateDep) -> FileResponse:
     _, job = found
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(job.id, job.status.value)
+    require_files(job)
     return FileResponse(state.storage.resolve(job.result["video"]), media_type="video/mp4",
                         filename=f"training-{run_id}.mp4")
 
