@@ -1,0 +1,164 @@
+"""Memory modes on the real diffusers classes: group/leaf offloading of the tiny pipeline with the CPU
+as onload device (diffusers' hooks and transfers run for real; only VRAM itself is absent), resident
+blocks chosen by a job's gpu_memory_preservation, and auto's choice for the real model's sizes.
+
+Free VRAM cannot be measured without a GPU: the tests that plan residency hand the model a fixed
+free-memory figure (``LoadedModel.free_bytes``), the one stand-in here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from framepack_api.backends.base import RunContext
+from framepack_api.backends.framepack import fullsize, memory
+from framepack_api.backends.framepack.backend import FramepackBackend
+from framepack_api.backends.framepack.loader import LoadedModel, load_model
+from framepack_api.backends.framepack.video import first_block_cache
+from framepack_api.media.video import read_frames
+from framepack_api.params import JobType
+from framepack_api.settings import Settings
+
+GIB = memory.GIB
+
+
+def tiny(data_dir: Path, mode: str) -> LoadedModel:
+    return load_model(Settings(model="tiny", data_dir=data_dir, device="cpu", memory_mode=mode,
+                               _env_file=None))  # type: ignore[call-arg]
+
+
+def sample(model: LoadedModel, image: Image.Image, cache: bool) -> np.ndarray:
+    """Raw pipeline frames (float), so offloaded and plain runs compare exactly, not through x264."""
+    kwargs: dict[str, Any] = {
+        "image": image, "prompt": "a cat in a garden", "height": 48, "width": 64, "num_frames": 5,
+        "latent_window_size": 2, "num_inference_steps": 3, "guidance_scale": 10.0,
+        "generator": torch.Generator().manual_seed(3), "output_type": "np"}
+    cm = first_block_cache(model.pipe.transformer, 1) if cache else contextlib.nullcontext()
+    with cm:
+        return np.asarray(model.pipe(**kwargs).frames[0])
+
+
+def offloaded(model: LoadedModel) -> list[bool]:
+    return [memory.is_group_offloaded(b) for b in memory.transformer_blocks(model.pipe.transformer)]
+
+
+@pytest.mark.parametrize("mode", ["group", "leaf"])
+def test_offloaded_pipeline_samples_exactly_like_the_plain_one(tiny_model: LoadedModel, tiny_data_dir: Path,
+                                                               start_image: Image.Image, mode: str) -> None:
+    model = tiny(tiny_data_dir, mode)
+    assert model.placement == mode
+    # Every component carries diffusers' group offloading hooks; the VAE decodes in tiles.
+    for name, module in memory.torch_modules(model.pipe).items():
+        assert memory.is_group_offloaded(module), name
+    assert model.pipe.vae.use_tiling
+    assert offloaded(model) == [True, True]  # no VRAM to keep blocks in: every block is streamed
+    for cache in (False, True):  # with and without the first-block cache (use_teacache)
+        plain, off = sample(tiny_model, start_image, cache), sample(model, start_image, cache)
+        assert plain.shape == off.shape == (9, 48, 64, 3)
+        assert np.array_equal(plain, off), (mode, cache)
+
+
+def test_preservation_decides_the_resident_blocks(tiny_model: LoadedModel, tiny_data_dir: Path,
+                                                  start_image: Image.Image) -> None:
+    model = tiny(tiny_data_dir, "group")
+    sizes = [memory.module_bytes(b) for b in memory.transformer_blocks(model.pipe.transformer)]
+    # A device with 6 GiB + the first block free (blocks already resident count as available).
+    model.free_bytes = lambda _device: 6 * GIB + sizes[0] + 100 - sum(
+        size for size, off in zip(sizes, offloaded(model), strict=True) if not off)
+    plain = sample(tiny_model, start_image, cache=False)
+    expected = [(6.0, 1, [False, True]), (5.0, 2, [False, False]), (7.0, 0, [True, True]),
+                (6.0, 1, [False, True])]
+    for preserve, resident, layout in expected:
+        info = model.prepare_memory(preserve)
+        assert info == {"mode": "group", "gpu_memory_preservation": preserve, "resident_blocks": resident,
+                        "offloaded_blocks": 2 - resident,
+                        "resident_gib": round(sum(sizes[:resident]) / GIB, 3)}
+        assert offloaded(model) == layout
+        assert np.array_equal(sample(model, start_image, cache=False), plain), preserve
+
+
+def test_a_job_reports_its_memory_layout(tiny_data_dir: Path, tmp_path: Path, start_image: Image.Image) -> None:
+    """Through the backend: the job's gpu_memory_preservation reaches the layout, and the video is
+    the one the plain model makes."""
+    settings = Settings(model="tiny", data_dir=tiny_data_dir, device="cpu", _env_file=None)  # type: ignore[call-arg]
+    model = tiny(tiny_data_dir, "group")
+    first = memory.module_bytes(memory.transformer_blocks(model.pipe.transformer)[0])
+    model.free_bytes = lambda _device: 2 * GIB + first + 100
+    params = {"resolution": 64, "steps": 2, "latent_window_size": 2, "video_length": 0.2, "seed": 7,
+              "use_teacache": False, "gpu_memory_preservation": 2.0}
+    image_path = tmp_path / "start.png"
+    start_image.save(image_path)
+    outs = {}
+    for name, backend in (("group", FramepackBackend(settings, model)), ("plain", FramepackBackend(settings))):
+        work = tmp_path / name
+        work.mkdir()
+        outs[name] = backend.run(JobType.video, params, {"image": image_path}, RunContext(workdir=work))
+    assert outs["group"].info["memory"] == {"mode": "group", "gpu_memory_preservation": 2.0,
+                                            "resident_blocks": 1, "offloaded_blocks": 1,
+                                            "resident_gib": round(first / GIB, 3)}
+    assert outs["plain"].info["memory"] == {"mode": "cpu", "gpu_memory_preservation": 2.0,
+                                            "preservation_applied": False}
+    a, b = (read_frames(outs[n].files["video"]) for n in ("group", "plain"))
+    assert a.shape == b.shape and float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) < 1.5
+
+
+def test_plan_resident_blocks() -> None:
+    assert memory.plan_resident_blocks([4, 4, 2], available_bytes=20, preserve_bytes=11) == 2
+    assert memory.plan_resident_blocks([4, 4, 2], available_bytes=20, preserve_bytes=0) == 3
+    assert memory.plan_resident_blocks([4, 4, 2], available_bytes=13, preserve_bytes=10) == 0
+    assert memory.plan_resident_blocks([4], available_bytes=5, preserve_bytes=10) == 0
+
+
+@pytest.fixture(scope="module")
+def real_sizes() -> memory.ModelSizes:
+    return memory.ModelSizes.of(list(fullsize.meta_components().values()))
+
+
+def test_real_model_sizes(real_sizes: memory.ModelSizes) -> None:
+    # bf16 transformer ~24 GiB of 39 GiB; a group-offloaded component never needs more than ~2 GiB.
+    assert 39 * GIB < real_sizes.total < 40 * GIB
+    assert 23.9 * GIB < real_sizes.largest_component < 24.1 * GIB
+    assert 2.0 * GIB < real_sizes.group_peak < 2.1 * GIB
+    assert real_sizes.leaf_peak < 1.1 * GIB
+
+
+@pytest.mark.parametrize(("card_gib", "preserve", "expected"), [
+    (4, 6.0, "leaf"), (6, 6.0, "group"), (8, 6.0, "group"), (12, 6.0, "group"), (16, 6.0, "group"),
+    (24, 6.0, "group"), (32, 6.0, "group"), (40, 6.0, "offload"), (48, 6.0, "offload"),
+    (48, 16.0, "group"), (80, 6.0, "gpu"), (80, 34.0, "offload"),
+])
+def test_auto_chooses_from_free_vram(real_sizes: memory.ModelSizes, card_gib: int, preserve: float,
+                                     expected: str) -> None:
+    free = int((card_gib - 0.6) * GIB)  # what a card reports free after CUDA's context
+    cuda = torch.device("cuda")
+    assert memory.choose_placement("auto", cuda, real_sizes, preserve, free_bytes=free) == expected
+
+
+def test_explicit_modes_and_cpu(real_sizes: memory.ModelSizes) -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    for mode in ("gpu", "offload", "group", "leaf"):
+        assert memory.choose_placement(mode, cuda, real_sizes, 6.0, free_bytes=0) == mode  # type: ignore[arg-type]
+    assert memory.choose_placement("auto", cpu, real_sizes, 6.0) == "cpu"
+    assert memory.choose_placement("offload", cpu, real_sizes, 6.0) == "cpu"  # needs an accelerator
+    assert memory.choose_placement("group", cpu, real_sizes, 6.0) == "group"
+
+
+def test_real_model_residency_on_a_24_gb_card() -> None:
+    """The plan for the real transformer: with 6 GB preserved on a 24 GB card, the 20 double blocks
+    (0.63 GiB each) and some single blocks (0.26 GiB) stay; preserving more keeps fewer."""
+    with torch.device("meta"):
+        blocks = memory.transformer_blocks(fullsize.transformer().to(torch.bfloat16))
+    sizes = [memory.module_bytes(b) for b in blocks]
+    assert len(sizes) == 60
+    free = int(23.4 * GIB)
+    six = memory.plan_resident_blocks(sizes, free, 6 * GIB)
+    twelve = memory.plan_resident_blocks(sizes, free, 12 * GIB)
+    assert 20 < six < 60 and twelve < six
+    assert sum(sizes[:six]) <= free - 6 * GIB < sum(sizes[:six + 1])
