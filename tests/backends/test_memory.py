@@ -162,3 +162,20 @@ def test_real_model_residency_on_a_24_gb_card() -> None:
     twelve = memory.plan_resident_blocks(sizes, free, 12 * GIB)
     assert 20 < six < 60 and twelve < six
     assert sum(sizes[:six]) <= free - 6 * GIB < sum(sizes[:six + 1])
+
+
+def test_swapped_transformer_is_offloaded_too(tiny_model: LoadedModel, tiny_data_dir: Path,
+                                              start_image: Image.Image) -> None:
+    """A sampling-mode swap in group mode: the old transformer loses its hooks, the new one is
+    group-offloaded with the default preservation, and sampling is unchanged."""
+    from diffusers import HunyuanVideoFramepackTransformer3DModel
+
+    model = tiny(tiny_data_dir, "group")
+    model.transformer_mode = "reverse"  # as a real preset: the tiny checkpoint stands in for both
+    model.transformer_loader = lambda _mode: HunyuanVideoFramepackTransformer3DModel.from_pretrained(
+        tiny_data_dir / "models" / "tiny" / "transformer")
+    old = model.pipe.transformer
+    model.use_sampling_mode("forward")
+    assert model.pipe.transformer is not old and not memory.is_group_offloaded(old)
+    assert memory.is_group_offloaded(model.pipe.transformer) and offloaded(model) == [True, True]
+    assert np.array_equal(sample(model, start_image, cache=False), sample(tiny_model, start_image, cache=False))
