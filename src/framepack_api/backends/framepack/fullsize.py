@@ -15,7 +15,7 @@ so that nothing is downloaded):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -35,13 +35,13 @@ def transformer(**overrides: Any) -> torch.nn.Module:
     """The FramePack transformer (on the current default device; use ``torch.device("meta")`` for shapes)."""
     from diffusers import HunyuanVideoFramepackTransformer3DModel
 
-    return HunyuanVideoFramepackTransformer3DModel(**{**TRANSFORMER_EXTRA, **overrides})
+    return cast(torch.nn.Module, HunyuanVideoFramepackTransformer3DModel(**{**TRANSFORMER_EXTRA, **overrides}))
 
 
 def vae() -> torch.nn.Module:
     from diffusers import AutoencoderKLHunyuanVideo
 
-    return AutoencoderKLHunyuanVideo()
+    return cast(torch.nn.Module, AutoencoderKLHunyuanVideo())
 
 
 def encoders() -> dict[str, torch.nn.Module]:
