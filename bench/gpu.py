@@ -3,7 +3,8 @@
 Builds the real-size FramePack transformer (diffusers' HunyuanVideoFramepackTransformer3DModel
 defaults + FramePack's SigLIP image projection and clean-latent embedders, bf16) and the
 HunyuanVideo VAE (fp16) with random weights — nothing is downloaded — around encoders of the real
-widths but two layers (their cost is once per job; see docs/BENCHMARKS.md). Then, for each memory
+text and image encoders (fp16), also full size with random weights; only the tokenizers are the
+tiny model's. Then, for each memory
 mode (gpu, offload, group, leaf), each VRAM cap (the whole card, then 24, 16, 12, 8, 6 GB via
 ``torch.cuda.set_per_process_memory_fraction``) and with and without the first-block cache
 (``use_teacache``), it runs the service's own ``generate_video`` on a 640-bucket start image with
@@ -47,47 +48,39 @@ from framepack_api.params import VideoParams, frame_count, total_sections
 
 MODES: tuple[Placement, ...] = ("gpu", "offload", "group", "leaf")
 CAPS_GB = (0, 24, 16, 12, 8, 6)  # 0 = the whole card
-GB = 1e9  # card sizes are sold in decimal gigabytes
+GB = 1024**3  # a "24 GB" card has 24 GiB (cards' memory sizes are binary)
+# What the CUDA context and its kernels take on a card outside PyTorch's allocator (about 0.5 GB is
+# typical); the memory fraction only caps the allocator, so a capped run leaves this out.
+CUDA_CONTEXT_BYTES = 600 * 1024**2
 COLUMNS = ("mode", "cache", "cap_gb", "status", "s_per_step", "s_per_frame", "decode_s", "peak_gib", "resident")
 
 
 def full_size_pipeline(device: torch.device) -> Any:
-    """The tiny pipeline's tokenizers and scheduler around full-size transformer and VAE weights.
+    """Every component at the real model's size and loading dtype, random weights, around the tiny
+    pipeline's tokenizers and scheduler (token ids from the small vocabularies are valid ids of the
+    full-size embeddings).
 
-    Built on the GPU when it has room (random init of 13 B parameters takes minutes on a CPU), then
-    kept on the CPU, from where every memory mode places it.
+    Built on the GPU when it has room (random init of 22 B parameters takes minutes on a CPU), then
+    moved to the CPU, from where every memory mode places it, as loading does.
     """
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        LlamaConfig,
-        LlamaModel,
-        SiglipImageProcessor,
-        SiglipVisionConfig,
-        SiglipVisionModel,
-    )
+    from transformers import SiglipImageProcessor
 
     pipe: Any = build_tiny_pipeline()
     total = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0
-    build_on = device if total > 40 * 1024**3 else torch.device("cpu")
+    build_on = device if total > 60 * 1024**3 else torch.device("cpu")
     default_dtype = torch.get_default_dtype()
     try:
-        torch.set_default_dtype(torch.bfloat16)
+        torch.set_default_dtype(torch.bfloat16)  # no fp32 copy of 22 B parameters, on either device
         with torch.device(build_on):
             transformer = fullsize.transformer().to("cpu")
             vae = fullsize.vae().to("cpu", torch.float16)
+            encoders = {name: module.half().to("cpu") for name, module in fullsize.encoders().items()}
     finally:
         torch.set_default_dtype(default_dtype)
-    llama = {**fullsize.LLAMA, "vocab_size": pipe.text_encoder.config.vocab_size, "num_hidden_layers": 2,
-             "max_position_embeddings": 512, "pad_token_id": pipe.text_encoder.config.pad_token_id}
-    clip = {**fullsize.CLIP_TEXT, "vocab_size": pipe.text_encoder_2.config.vocab_size, "num_hidden_layers": 2,
-            "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
-    siglip = {**fullsize.SIGLIP, "num_hidden_layers": 2}
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     pipe.register_modules(
-        transformer=transformer, vae=vae,
-        text_encoder=LlamaModel(LlamaConfig(**llama)).half(),
-        text_encoder_2=CLIPTextModel(CLIPTextConfig(**clip)).half(),
-        image_encoder=SiglipVisionModel(SiglipVisionConfig(**siglip)).half(),
+        transformer=transformer, vae=vae, **encoders,
         feature_extractor=SiglipImageProcessor(size={"height": 384, "width": 384}, image_mean=[0.5] * 3,
                                                image_std=[0.5] * 3))
     return pipe
@@ -105,10 +98,11 @@ def unplace(pipe: Any) -> None:
 
 
 def cap_vram(device: torch.device, cap_gb: int) -> None:
+    """Let PyTorch allocate what a ``cap_gb`` card would leave it after the CUDA context."""
     if device.type != "cuda":
         return
     total = torch.cuda.get_device_properties(device).total_memory
-    fraction = 1.0 if cap_gb == 0 else min(1.0, cap_gb * GB / total)
+    fraction = 1.0 if cap_gb == 0 else min(1.0, (cap_gb * GB - CUDA_CONTEXT_BYTES) / total)
     torch.cuda.set_per_process_memory_fraction(fraction, device)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
@@ -135,7 +129,7 @@ def bench(pipe: Any, device: torch.device, tiny: bool, modes: list[Placement], c
         for cap in caps:
             base: dict[str, Any] = {"mode": mode, "cap_gb": cap, "resident": "-"}
             if mode == "offload" and device.type != "cuda":
-                rows += [{**base, "cache": c, "status": "skip:needs-CUDA"} for c in ("off", "on")]
+                rows += emit([{**base, "cache": c, "status": "skip:needs-CUDA"} for c in ("off", "on")])
                 continue
             unplace(pipe)
             cap_vram(device, cap)
@@ -150,7 +144,7 @@ def bench(pipe: Any, device: torch.device, tiny: bool, modes: list[Placement], c
                     resident = layout["resident_blocks"]
                     base["resident"] = f"{resident}/{resident + layout['offloaded_blocks']}"
             except torch.cuda.OutOfMemoryError:
-                rows += [{**base, "cache": c, "status": "OOM:load"} for c in ("off", "on")]
+                rows += emit([{**base, "cache": c, "status": "OOM:load"} for c in ("off", "on")])
                 continue
             for cache in (False, True):
                 row: dict[str, Any] = {**base, "cache": "on" if cache else "off"}
@@ -166,9 +160,14 @@ def bench(pipe: Any, device: torch.device, tiny: bool, modes: list[Placement], c
                     row["wall_s"] = time.perf_counter() - started
                 if device.type == "cuda":
                     row["peak_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
-                rows.append(row)
-                print(format_row(row), flush=True)
+                rows += emit([row])
     unplace(pipe)
+    return rows
+
+
+def emit(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        print(format_row(row), flush=True)
     return rows
 
 
