@@ -51,14 +51,11 @@ class FramepackBackend:
             # Swap the transformer first (a no-op for the tiny model): a swap would drop applied LoRAs.
             self.model.use_sampling_mode(video_params.sampling_mode)
             with self.loras.applied(self.model.pipe.transformer, video_params.lora_pairs()) as loras:
-                # After the LoRAs: loading one makes diffusers re-apply group offloading from scratch.
-                memory_info = self.model.prepare_memory(video_params.gpu_memory_preservation)
                 output = generate_video(self.model, video_params, image, end_image, ctx.workdir, ctx,
                                         preview_every=self.settings.preview_every_steps,
                                         partial_videos=self.settings.partial_videos)
             if loras:
                 output.info["loras"] = loras
-            output.info["memory"] = memory_info
             return output
         finally:
             self.preset = self.model.preset
