@@ -179,3 +179,45 @@ def test_swapped_transformer_is_offloaded_too(tiny_model: LoadedModel, tiny_data
     assert model.pipe.transformer is not old and not memory.is_group_offloaded(old)
     assert memory.is_group_offloaded(model.pipe.transformer) and offloaded(model) == [True, True]
     assert np.array_equal(sample(model, start_image, cache=False), sample(tiny_model, start_image, cache=False))
+
+
+def test_lora_on_a_group_offloaded_transformer(tiny_model: LoadedModel, tiny_data_dir: Path, tmp_path: Path) -> None:
+    """Loading a LoRA makes diffusers re-apply group offloading to the whole transformer; the job's
+    planning then restores the resident blocks, and the video is the plain model's with the LoRA."""
+    from safetensors.torch import save_file
+
+    from .conftest import noise_image
+    from .test_lora import as_diffusers, random_lora
+
+    loras = tmp_path / "loras"
+    loras.mkdir()
+    save_file(as_diffusers(random_lora()), str(loras / "style.safetensors"))
+    settings = Settings(model="tiny", data_dir=tiny_data_dir, device="cpu", lora_dir=loras,
+                        _env_file=None)  # type: ignore[call-arg]
+    model = tiny(tiny_data_dir, "group")
+    first = memory.module_bytes(memory.transformer_blocks(model.pipe.transformer)[0])
+    # Room for the first block with its LoRA layers (a few kB), not for the second (18 kB).
+    model.free_bytes = lambda _device: 2 * GIB + first + 8000 - sum(
+        memory.module_bytes(b) for b, off in zip(memory.transformer_blocks(model.pipe.transformer),
+                                                  offloaded(model), strict=True) if not off)
+    noise_image(64, 64, seed=1).save(tmp_path / "in.png")
+    params = {"prompt": "p", "seed": 1, "video_length": 0.3, "latent_window_size": 2, "steps": 2,
+              "resolution": 64, "use_teacache": False, "gpu_memory_preservation": 2.0}
+
+    def frames(backend: FramepackBackend, name: str, **extra: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        work = tmp_path / name
+        work.mkdir()
+        out = backend.run(JobType.video, {**params, **extra}, {"image": tmp_path / "in.png"},
+                          RunContext(workdir=work))
+        return read_frames(out.files["video"]).astype(np.int16), out.info["memory"]
+
+    group, plain = FramepackBackend(settings, model), FramepackBackend(settings, tiny_model)
+    try:
+        styled, layout = frames(group, "group-lora", lora_paths=["style.safetensors"])
+        reference, _ = frames(plain, "plain-lora", lora_paths=["style.safetensors"])
+        base, _ = frames(plain, "plain")
+    finally:
+        tiny_model.pipe.transformer.unload_lora()  # the session's shared model: leave no adapters
+    assert layout["resident_blocks"] == 1 and offloaded(model) == [False, True]
+    assert float(np.abs(styled - reference).mean()) < 1.5
+    assert float(np.abs(styled - base).mean()) > 5 * max(float(np.abs(styled - reference).mean()), 0.1)
