@@ -91,7 +91,7 @@ def unplace(pipe: Any) -> None:
     pipe.remove_all_hooks()
     for module in memory.torch_modules(pipe).values():
         if memory.is_group_offloaded(module):
-            memory._remove_group_offload(module)
+            memory.remove_group_offload(module)
         module.to("cpu")
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

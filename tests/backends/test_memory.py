@@ -221,3 +221,15 @@ def test_lora_on_a_group_offloaded_transformer(tiny_model: LoadedModel, tiny_dat
     assert layout["resident_blocks"] == 1 and offloaded(model) == [False, True]
     assert float(np.abs(styled - reference).mean()) < 1.5
     assert float(np.abs(styled - base).mean()) > 5 * max(float(np.abs(styled - reference).mean()), 0.1)
+
+
+def test_free_vram_counts_the_allocator_cache_and_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The arithmetic of cuda_free_bytes, with CUDA's counters standing in (no GPU here)."""
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _d=None: (60 * GIB, 80 * GIB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda _d=None: 15 * GIB)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda _d=None: 10 * GIB)
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda _d=None: 1.0)
+    assert memory.cuda_free_bytes(cuda) == 65 * GIB  # 5 GiB cached but unused count as free
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda _d=None: 0.25)
+    assert memory.cuda_free_bytes(cuda) == 10 * GIB  # a 20 GiB cap, 10 allocated

@@ -1,5 +1,7 @@
 """Model presets and loading: the real FramePack (reverse / F1 forward) or the tiny random pipeline.
 
+Where the weights live (gpu, offload, group, leaf) is decided and applied by ``memory.py``.
+
 One ``LoadedModel`` holds one ``HunyuanVideoFramepackPipeline``. The two FramePack checkpoints differ
 only in the transformer (same text encoders, VAE and SigLIP), so a worker keeps one pipeline and swaps
 the transformer when a job asks for the other sampling mode: ``LoadedModel.use_sampling_mode``.

@@ -57,13 +57,17 @@ def torch_modules(pipe: Any) -> dict[str, torch.nn.Module]:
 
 
 def cuda_free_bytes(device: torch.device) -> int:
-    """Free VRAM this process may still use: the driver's free memory, capped by the process's
-    memory fraction (``torch.cuda.set_per_process_memory_fraction``, which the benchmark uses to
-    stand in for smaller cards) minus what its allocator already holds."""
+    """VRAM this process may still use: the driver's free memory plus what PyTorch's allocator holds
+    cached but unused (the last job's activations), capped by the process's memory fraction
+    (``torch.cuda.set_per_process_memory_fraction``, which the benchmark uses to stand in for
+    smaller cards). Counting the cache keeps the plan the same from one job to the next."""
     free, total = torch.cuda.mem_get_info(device)
-    fraction = torch.cuda.get_per_process_memory_fraction(device)
+    allocated = torch.cuda.memory_allocated(device)
+    free += torch.cuda.memory_reserved(device) - allocated
+    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # torch >= 2.8
+    fraction = float(get_fraction(device)) if get_fraction is not None else 1.0
     if fraction < 1.0:
-        free = min(free, int(total * fraction) - torch.cuda.memory_reserved(device))
+        free = min(free, int(total * fraction) - allocated)
     return max(int(free), 0)
 
 
@@ -175,7 +179,7 @@ def _group_offload(module: torch.nn.Module, device: torch.device, leaf: bool) ->
                            num_blocks_per_group=None if leaf else 1, non_blocking=stream, use_stream=stream)
 
 
-def _remove_group_offload(module: torch.nn.Module) -> None:
+def remove_group_offload(module: torch.nn.Module) -> None:
     registry = _registry(module)
     for name in (_GROUP_HOOK, _TRACKER_HOOK, _LAZY_HOOK):
         registry.remove_hook(name, recurse=True)
@@ -197,7 +201,7 @@ def set_resident_blocks(transformer: torch.nn.Module, device: torch.device, coun
     on ``device``. Starts over from plain CPU weights, so it is right after any earlier layout,
     including diffusers re-applying the offloading itself when a LoRA is loaded."""
     if is_group_offloaded(transformer):
-        _remove_group_offload(transformer)
+        remove_group_offload(transformer)
     _group_offload(transformer, device, leaf=False)
     blocks = transformer_blocks(transformer)
     lazy = _registry(transformer).get_hook(_LAZY_HOOK)
@@ -279,4 +283,4 @@ def release(pipe: Any, placement: Placement, name: str) -> None:
     if placement == "offload":
         pipe.remove_all_hooks()
     elif module is not None and placement in ("group", "leaf") and is_group_offloaded(module):
-        _remove_group_offload(module)
+        remove_group_offload(module)
