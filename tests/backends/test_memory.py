@@ -58,6 +58,11 @@ def test_offloaded_pipeline_samples_exactly_like_the_plain_one(tiny_model: Loade
     for name, module in memory.torch_modules(model.pipe).items():
         assert memory.is_group_offloaded(module), name
     assert model.pipe.vae.use_tiling
+    # The pipeline calls vae.decode(), not forward(): the decoder must onload itself (block level)
+    # or its layers one by one (leaf level), not wait for a VAE forward that never comes.
+    decoder = model.pipe.vae.decoder
+    assert memory.is_group_offloaded(decoder) if mode == "leaf" else (
+        decoder._diffusers_hook.get_hook("group_offloading") is not None)
     assert offloaded(model) == [True, True]  # no VRAM to keep blocks in: every block is streamed
     for cache in (False, True):  # with and without the first-block cache (use_teacache)
         plain, off = sample(tiny_model, start_image, cache), sample(model, start_image, cache)

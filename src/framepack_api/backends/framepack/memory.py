@@ -174,9 +174,16 @@ def _group_offload(module: torch.nn.Module, device: torch.device, leaf: bool) ->
     # A CUDA side stream overlaps the next group's upload with this group's compute; it needs pinned
     # host copies of the offloaded weights (host RAM about the size of the weights).
     stream = device.type == "cuda"
+    block_modules = None
+    if not leaf and hasattr(module, "decode") and getattr(module, "_group_offload_block_modules", None) is None:
+        # Block level onloads a model's loose parts when its forward() runs, but pipelines call a
+        # VAE's decode(), never its forward(): offload each child (encoder, decoder, quant convs) as a
+        # block of its own instead, as diffusers does for the VAEs that declare it (AutoencoderKL).
+        block_modules = [name for name, _ in module.named_children()]
     apply_group_offloading(module, onload_device=device, offload_device=torch.device("cpu"),
                            offload_type="leaf_level" if leaf else "block_level",
-                           num_blocks_per_group=None if leaf else 1, non_blocking=stream, use_stream=stream)
+                           num_blocks_per_group=None if leaf else 1, non_blocking=stream, use_stream=stream,
+                           block_modules=block_modules)
 
 
 def remove_group_offload(module: torch.nn.Module) -> None:
