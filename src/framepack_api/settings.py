@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     transformer_repo: str = "lllyasviel/FramePackI2V_HY"
     transformer_f1_repo: str = "lllyasviel/FramePack_F1_I2V_HY_20250503"
     device: str = Field("auto", description="torch device for the model: auto, cuda, cuda:1, cpu.")
-    memory_mode: Literal["auto", "gpu", "offload"] = "auto"
+    memory_mode: Literal["auto", "gpu", "offload", "group", "leaf"] = Field(
+        "auto", description="Where the weights live: gpu, offload (model-level), group (block-level group "
+                            "offloading, resident blocks per job), leaf (layer by layer); auto picks from free VRAM.")
 
     default_resolution: int | None = Field(
         None, ge=64, le=1280, description="Bucket size when a job gives none: 640 real, 128 tiny."

@@ -15,7 +15,7 @@ import torch
 from diffusers import HunyuanVideoFramepackPipeline, HunyuanVideoFramepackTransformer3DModel
 from transformers import PreTrainedTokenizerFast, SiglipImageProcessor, SiglipVisionModel
 
-from framepack_api.backends.framepack.loader import LoadedModel, choose_placement, load_model, resolve_preset
+from framepack_api.backends.framepack.loader import LoadedModel, load_model, resolve_preset
 from framepack_api.settings import Settings
 
 
@@ -39,19 +39,6 @@ def test_auto_with_cuda_is_the_real_model(tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize("name", ["tiny", "framepack", "framepack-f1"])
 def test_explicit_preset_wins(tmp_path: Path, name: str) -> None:
     assert resolve_preset(settings(tmp_path, model=name)) == name
-
-
-def test_placement(monkeypatch: pytest.MonkeyPatch) -> None:
-    cuda = torch.device("cuda")
-    assert choose_placement("auto", torch.device("cpu"), 10, 6.0) == "cpu"
-    assert choose_placement("gpu", cuda, 10**12, 6.0) == "gpu"
-    assert choose_placement("offload", cuda, 10, 6.0) == "offload"
-    gib = 1024**3
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (78 * gib, 80 * gib))
-    assert choose_placement("auto", cuda, 44 * gib, 6.0) == "gpu"  # H100: FramePack fits
-    assert choose_placement("auto", cuda, 44 * gib, 30.0) == "offload"  # but not keeping 30 GB free
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (22 * gib, 24 * gib))
-    assert choose_placement("auto", cuda, 44 * gib, 6.0) == "offload"  # a 24 GB card
 
 
 def test_default_resolution_setting(tmp_path: Path, tiny_model: LoadedModel) -> None:

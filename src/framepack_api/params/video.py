@@ -36,7 +36,8 @@ class VideoParams(LoraFields):
                       description="CFG re-scale (FramePack's `rs`). Recorded, but diffusers' FramePack pipeline "
                                   "has no re-scale: it has no effect yet.")
     gpu_memory_preservation: float = Field(6.0, ge=0, le=128,
-                                           description="GB kept free on the GPU when offloading.",
+                                           description="GB left free on the GPU in the group memory mode: "
+                                                       "fewer transformer blocks stay resident as it grows.",
                                            examples=[6])
     use_teacache: bool = Field(True, description="Cache transformer blocks between steps (faster).",
                                examples=[True])

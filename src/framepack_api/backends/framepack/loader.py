@@ -1,5 +1,7 @@
 """Model presets and loading: the real FramePack (reverse / F1 forward) or the tiny random pipeline.
 
+Where the weights live (gpu, offload, group, leaf) is decided and applied by ``memory.py``.
+
 One ``LoadedModel`` holds one ``HunyuanVideoFramepackPipeline``. The two FramePack checkpoints differ
 only in the transformer (same text encoders, VAE and SigLIP), so a worker keeps one pipeline and swaps
 the transformer when a job asks for the other sampling mode: ``LoadedModel.use_sampling_mode``.
@@ -15,6 +17,8 @@ from typing import Any, Literal
 
 import torch
 
+from framepack_api.backends.framepack import memory
+from framepack_api.backends.framepack.memory import FreeBytes, Placement
 from framepack_api.backends.framepack.tiny import HUNYUAN_DIR, SIGLIP_DIR, TRANSFORMER_DIR, ensure_tiny_model
 from framepack_api.settings import Settings
 
@@ -22,14 +26,9 @@ log = logging.getLogger(__name__)
 
 Preset = Literal["tiny", "framepack", "framepack-f1"]
 SamplingMode = Literal["reverse", "forward"]
-Placement = Literal["cpu", "gpu", "offload"]
 
 REAL_DEFAULT_RESOLUTION = 640
 TINY_DEFAULT_RESOLUTION = 128
-GIB = 1024**3
-# Activations, the VAE decode and CUDA's own context on top of the weights, for FramePack at 640
-# with VAE tiling; measured peaks of FramePack itself are a few GB above the weights.
-ACTIVATION_HEADROOM_BYTES = 8 * GIB
 
 # Which sampling mode each real preset's transformer was trained for.
 PRESET_MODE: dict[str, SamplingMode] = {"framepack": "reverse", "framepack-f1": "forward"}
@@ -58,46 +57,6 @@ def resolve_device(settings: Settings, preset: Preset) -> torch.device:
     return torch.device("cpu")
 
 
-def module_bytes(module: torch.nn.Module | None) -> int:
-    if module is None:
-        return 0
-    return sum(p.numel() * p.element_size() for p in module.parameters()) + sum(
-        b.numel() * b.element_size() for b in module.buffers()
-    )
-
-
-def pipeline_bytes(pipe: Any) -> int:
-    """Bytes of every torch module in the pipeline (weights and buffers)."""
-    return sum(module_bytes(m) for m in pipe.components.values() if isinstance(m, torch.nn.Module))
-
-
-def choose_placement(memory_mode: str, device: torch.device, weight_bytes: int,
-                     preserve_gb: float) -> Placement:
-    """All on the GPU when weights + headroom leave ``preserve_gb`` free, else offload."""
-    if device.type != "cuda":
-        return "cpu"
-    if memory_mode == "gpu":
-        return "gpu"
-    if memory_mode == "offload":
-        return "offload"
-    free, _total = torch.cuda.mem_get_info(device)
-    needed = weight_bytes + ACTIVATION_HEADROOM_BYTES + int(preserve_gb * GIB)
-    placement: Placement = "gpu" if needed <= free else "offload"
-    log.info("memory: %.1f GiB weights, %.1f GiB free on %s, keep %.1f GiB -> %s",
-             weight_bytes / GIB, free / GIB, device, preserve_gb, placement)
-    return placement
-
-
-def place_pipeline(pipe: Any, placement: Placement, device: torch.device) -> None:
-    """Move the pipeline to ``device``, or offload: one component on the GPU at a time."""
-    if placement == "offload":
-        # Re-installs hooks for every component, so it is also right after a transformer swap.
-        pipe.enable_model_cpu_offload(device=device)
-        pipe.vae.enable_tiling()
-    else:
-        pipe.to(device)
-
-
 @dataclass
 class LoadedModel:
     pipe: Any  # HunyuanVideoFramepackPipeline (diffusers has no type stubs)
@@ -111,6 +70,12 @@ class LoadedModel:
     transformer_mode: SamplingMode | None = None
     # Loads the transformer for a sampling mode (real presets only).
     transformer_loader: Callable[[SamplingMode], Any] | None = field(default=None, repr=False)
+    # Free device memory for group mode's per-job planning; None = measure CUDA (see memory.py).
+    free_bytes: FreeBytes | None = field(default=None, repr=False)
+
+    def prepare_memory(self, preserve_gb: float) -> dict[str, Any]:
+        """Apply a job's ``gpu_memory_preservation`` (group mode) and describe the memory layout."""
+        return memory.prepare_job(self.pipe, self.placement, self.device, preserve_gb, self.free_bytes)
 
     def use_sampling_mode(self, mode: SamplingMode) -> None:
         """Make sure the pipe's transformer is the one for ``mode``, swapping it if needed.
@@ -123,8 +88,7 @@ class LoadedModel:
         if self.transformer_loader is None:
             raise ValueError(f"model {self.preset} cannot sample in {mode} mode")
         log.info("swapping the transformer: %s -> %s", self.transformer_mode, mode)
-        if self.placement == "offload":
-            self.pipe.remove_all_hooks()
+        memory.release(self.pipe, self.placement, "transformer")
         # Drop the old transformer before loading the new one: two would not fit next to each other.
         self.pipe.transformer = None
         gc.collect()
@@ -134,7 +98,11 @@ class LoadedModel:
         # register_modules, not setattr: after a None, setattr would leave the config entry empty.
         self.pipe.register_modules(transformer=transformer)
         if self.placement == "offload":
-            place_pipeline(self.pipe, "offload", self.device)
+            memory.place_pipeline(self.pipe, "offload", self.device)
+        elif self.placement == "group":
+            memory.plan_transformer(transformer, self.device, memory.DEFAULT_PRESERVE_GB, self.free_bytes)
+        elif self.placement == "leaf":
+            memory.place_pipeline(self.pipe, "leaf", self.device)
         else:
             transformer.to(self.device)
         self.transformer_mode = mode
@@ -173,7 +141,9 @@ def load_tiny(settings: Settings) -> LoadedModel:
         torch_dtype=torch.float32,
     )
     device = resolve_device(settings, "tiny")
-    pipe.to(device)
+    sizes = memory.ModelSizes.of(list(memory.torch_modules(pipe).values()))
+    placement = memory.choose_placement(settings.memory_mode, device, sizes, memory.DEFAULT_PRESERVE_GB)
+    memory.place_pipeline(pipe, placement, device)
     pipe.set_progress_bar_config(disable=True)
     return LoadedModel(
         pipe=pipe,
@@ -182,7 +152,7 @@ def load_tiny(settings: Settings) -> LoadedModel:
         device=device,
         default_resolution=settings.default_resolution or TINY_DEFAULT_RESOLUTION,
         dtype=torch.float32,
-        placement="gpu" if device.type == "cuda" else "cpu",
+        placement=placement,
         transformer_mode=None,  # the tiny transformer serves both sampling modes
     )
 
@@ -229,8 +199,9 @@ def load_real(settings: Settings, preset: Preset) -> LoadedModel:
     pipe.set_progress_bar_config(disable=True)
     device = resolve_device(settings, preset)
     # gpu_memory_preservation is a per-job parameter in FramePack; at load time the default (6 GB) applies.
-    placement = choose_placement(settings.memory_mode, device, pipeline_bytes(pipe), preserve_gb=6.0)
-    place_pipeline(pipe, placement, device)
+    sizes = memory.ModelSizes.of(list(memory.torch_modules(pipe).values()))
+    placement = memory.choose_placement(settings.memory_mode, device, sizes, memory.DEFAULT_PRESERVE_GB)
+    memory.place_pipeline(pipe, placement, device)
     return LoadedModel(
         pipe=pipe,
         preset=preset,

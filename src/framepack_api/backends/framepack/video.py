@@ -160,6 +160,8 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
     if ctx.cancelled():
         raise JobCancelled()
     model.use_sampling_mode(params.sampling_mode)
+    # After the swap and the caller's LoRAs: both make the offloading be applied anew.
+    memory_info = model.prepare_memory(params.gpu_memory_preservation)
 
     # 1) Seed: -1 draws one; the job records the seed actually used so it can be reproduced.
     seed = secrets.randbelow(2**32) if params.seed == -1 else params.seed
@@ -284,6 +286,7 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
         "model": model.preset,
         "timings": timings,
         "cache": cache,
+        "memory": memory_info,
         **info_extra,
     }
     log.info("video: %dx%d, %d frames, %d sections, %.2fs total", width, height,
