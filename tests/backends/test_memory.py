@@ -21,6 +21,7 @@ from framepack_api.backends.base import RunContext
 from framepack_api.backends.framepack import fullsize, memory
 from framepack_api.backends.framepack.backend import FramepackBackend
 from framepack_api.backends.framepack.loader import LoadedModel, load_model
+from framepack_api.backends.framepack.tiny import TRANSFORMER_DIR
 from framepack_api.backends.framepack.video import first_block_cache
 from framepack_api.media.video import read_frames
 from framepack_api.params import JobType
@@ -178,7 +179,7 @@ def test_swapped_transformer_is_offloaded_too(tiny_model: LoadedModel, tiny_data
     model = tiny(tiny_data_dir, "group")
     model.transformer_mode = "reverse"  # as a real preset: the tiny checkpoint stands in for both
     model.transformer_loader = lambda _mode: HunyuanVideoFramepackTransformer3DModel.from_pretrained(
-        tiny_data_dir / "models" / "tiny" / "transformer")
+        tiny_data_dir / "models" / "tiny" / TRANSFORMER_DIR)
     old = model.pipe.transformer
     model.use_sampling_mode("forward")
     assert model.pipe.transformer is not old and not memory.is_group_offloaded(old)
