@@ -6,6 +6,7 @@ Each attack of the issue is replayed as k2 against k1's jobs, in every dialect; 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -183,3 +184,12 @@ def test_migration_0004_keeps_existing_rows(db_url: str) -> None:
             conn.commit()
     finally:
         engine.dispose()
+
+
+def test_the_event_stream_carries_only_the_callers_jobs(api: TestClient) -> None:
+    first = submit_native(api, K1)
+    mine = submit_native(api, K2, prompt="k2's own")
+    # Replayed from the start, k1's events (older) would come first if the stream were not scoped.
+    with api.stream("GET", "/events", headers={**K2, "Last-Event-ID": "0"}) as stream:
+        data = next(line for line in stream.iter_lines() if line.startswith("data:"))
+    assert json.loads(data.removeprefix("data:"))["job_id"] == mine != first
