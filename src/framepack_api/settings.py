@@ -61,12 +61,19 @@ class Settings(BaseSettings):
                                              description="Empty: any host. Else only these hosts.")
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_max_attempts: int = Field(8, ge=1, le=50)
+    webhook_concurrency: int = Field(32, ge=1, le=1000, description="Deliveries in flight at once, in all.")
+    webhook_per_host_concurrency: int = Field(2, ge=1, le=100, description="Deliveries in flight to one host.")
+    outbound_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts or networks (CIDR) that webhooks and output_url may reach "
+                                          "although private, loopback or link-local. Empty: public only.")
 
     # -- OpenAI dialect, training service, auth (issue 5) --
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Keys for `Authorization: Bearer` / `X-API-Key`; any turns auth on.")
     basic_auth_users: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description='HTTP Basic "user:password" pairs; any turns auth on.')
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Keys that see and manage every credential's jobs; any turns auth on.")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                          description="Allowed CORS origins; none by default.")
     backend: Literal["framepack", "remote"] = Field("framepack", description="What runs /v1/videos jobs.")
@@ -84,7 +91,8 @@ class Settings(BaseSettings):
     video_expiry_seconds: float = Field(0.0, ge=0, description="/v1 downloads expire after; 0 = never.")
     openai_poll_after_ms: int = Field(1000, ge=50, le=60000, description="openai-poll-after-ms header.")
 
-    @field_validator("api_keys", "basic_auth_users", "cors_origins", "training_params", mode="before")
+    @field_validator("api_keys", "basic_auth_users", "admin_api_keys", "cors_origins", "outbound_allow",
+                     "training_params", mode="before")
     @classmethod
     def _collection_from_env(cls, value: Any, info: ValidationInfo) -> Any:
         # Environment values: JSON, a Python literal (how `serve` hands settings to its workers),

@@ -2,7 +2,8 @@
 
 Seed 004 kept ``run_id -> video URL`` in a dict that a restart emptied. Here each run's row points
 at its job; the job's own row and files are the video. A row has an optional expiry (the TTL
-setting); the primary key on ``run_id`` makes "one video per run" hold across processes.
+setting); the primary key on ``(owner, run_id)`` makes "one video per run" hold across processes,
+and gives each credential its own run ids (clients pick them: 1, 2, 3 ...).
 """
 
 from __future__ import annotations
@@ -32,14 +33,21 @@ class CachedRun:
 
 
 class TrainingCache:
-    def __init__(self, engine: Engine, *, ttl_seconds: float, clock: Callable[[], float] = time.time) -> None:
+    """One owner's runs ("" while auth is off)."""
+
+    def __init__(self, engine: Engine, *, ttl_seconds: float, clock: Callable[[], float] = time.time,
+                 owner: str = "") -> None:
         self.engine = engine
         self.ttl_seconds = ttl_seconds
         self.clock = clock
+        self.owner = owner
+
+    def _key(self, run_id: str) -> Any:
+        return sa.and_(training_videos.c.owner == self.owner, training_videos.c.run_id == run_id)
 
     def get(self, run_id: str) -> CachedRun | None:
         with read_tx(self.engine) as conn:
-            row = conn.execute(sa.select(training_videos).where(training_videos.c.run_id == run_id)).first()
+            row = conn.execute(sa.select(training_videos).where(self._key(run_id))).first()
         return _run(row) if row else None
 
     def put_if_absent(self, run_id: str, job_id: str, drill_text: str) -> CachedRun:
@@ -48,7 +56,7 @@ class TrainingCache:
         run = CachedRun(run_id, job_id, drill_text, now, now + self.ttl_seconds if self.ttl_seconds else None)
         try:
             with write_tx(self.engine) as conn:
-                conn.execute(training_videos.insert().values(**run.__dict__))
+                conn.execute(training_videos.insert().values(owner=self.owner, **run.__dict__))
         except sa.exc.IntegrityError:
             winner = self.get(run_id)
             if winner is None:  # deleted again in between: try once more
@@ -58,7 +66,7 @@ class TrainingCache:
 
     def remove(self, run_id: str, job_id: str | None = None) -> bool:
         """Drop the run's row (only if it still points at ``job_id``, when given)."""
-        where = training_videos.c.run_id == run_id
+        where = self._key(run_id)
         if job_id is not None:
             where = sa.and_(where, training_videos.c.job_id == job_id)
         with write_tx(self.engine) as conn:
@@ -66,7 +74,8 @@ class TrainingCache:
 
     def count(self) -> int:
         with read_tx(self.engine) as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(training_videos)).scalar_one())
+            return int(conn.execute(sa.select(sa.func.count()).select_from(training_videos)
+                                    .where(training_videos.c.owner == self.owner)).scalar_one())
 
 
 def _run(row: Any) -> CachedRun:

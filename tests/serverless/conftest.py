@@ -30,6 +30,8 @@ def serverless_env(monkeypatch: pytest.MonkeyPatch, serverless_dirs: ServerlessD
     monkeypatch.setenv("FRAMEPACK_API_MODEL", "tiny")
     monkeypatch.setenv("FRAMEPACK_API_DEVICE", "cpu")
     monkeypatch.setenv("FRAMEPACK_API_SERVERLESS_TMP_DIR", str(serverless_dirs.tmp))
+    # The PUT receivers listen on loopback, which output_url may only reach when allowed.
+    monkeypatch.setenv("FRAMEPACK_API_OUTBOUND_ALLOW", "127.0.0.1")
     for name in ("FRAMEPACK_API_SERVERLESS_MAX_RESPONSE_BYTES", "FRAMEPACK_API_DEFAULT_RESOLUTION"):
         monkeypatch.delenv(name, raising=False)
     return serverless_dirs

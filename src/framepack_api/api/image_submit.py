@@ -149,11 +149,12 @@ def image_params(state: AppState, body: BaseModel, images: dict[str, bytes]) -> 
 
 
 def submit_image_job(state: AppState, job_type: JobType, params: OneFrameFields, images: dict[str, bytes],
-                     *, priority: int, request_hash: str, idempotency_key: str | None = None) -> tuple[Job, bool]:
+                     *, priority: int, request_hash: str, idempotency_key: str | None = None,
+                     owner: str = "") -> tuple[Job, bool]:
     """Normalise every image, write them, then insert the row. Returns (job, created)."""
     store, storage = state.store, state.storage
     if idempotency_key:
-        existing = store.replay(idempotency_key, request_hash)
+        existing = store.replay(idempotency_key, request_hash, owner)
         if existing is not None:
             return existing, False
     pngs = {name: normalise_image(name, data, state.settings.max_image_pixels) for name, data in images.items()}
@@ -163,7 +164,7 @@ def submit_image_job(state: AppState, job_type: JobType, params: OneFrameFields,
         inputs = {name: storage.write_input(job_id, f"{name}.png", png) for name, png in pngs.items()}
         job, created = store.submit(NewJob(
             type=job_type, params=params.model_dump(mode="json"), inputs=inputs, priority=priority,
-            idempotency_key=idempotency_key, request_hash=request_hash, id=job_id,
+            idempotency_key=idempotency_key, request_hash=request_hash, id=job_id, owner=owner,
         ))
     except BaseException as exc:
         storage.remove_job(job_id)

@@ -42,10 +42,18 @@ def record(engine: Engine, job: Job, *, model: str, seconds: str, size: str) -> 
     return meta
 
 
-def get(engine: Engine, job_id: str) -> VideoMeta | None:
+def get(engine: Engine, job_id: str, owner: str | None = None) -> VideoMeta | None:
+    """The video's row; None also when its job belongs to someone other than ``owner`` (None: anyone)."""
+    query = sa.select(openai_videos).where(openai_videos.c.job_id == job_id)
+    if owner is not None:
+        query = query.where(openai_videos.c.job_id.in_(_owned(owner)))
     with read_tx(engine) as conn:
-        row = conn.execute(sa.select(openai_videos).where(openai_videos.c.job_id == job_id)).first()
+        row = conn.execute(query).first()
     return _meta(row) if row else None
+
+
+def _owned(owner: str) -> Any:
+    return sa.select(jobs.c.id).where(jobs.c.owner == owner)
 
 
 def delete(engine: Engine, job_id: str) -> None:
@@ -53,19 +61,21 @@ def delete(engine: Engine, job_id: str) -> None:
         conn.execute(openai_videos.delete().where(openai_videos.c.job_id == job_id))
 
 
-def page(engine: Engine, *, after: str | None, limit: int, order: str) -> tuple[list[tuple[VideoMeta, Job]], bool]:
-    """One page in (created_at, job_id) order, after the video ``after``; and whether more follow.
+def page(engine: Engine, *, after: str | None, limit: int, order: str,
+         owner: str | None = None) -> tuple[list[tuple[VideoMeta, Job]], bool]:
+    """One page of ``owner``'s videos (None: everyone's) in (created_at, job_id) order, after the
+    video ``after``; and whether more follow.
 
-    Raises KeyError when ``after`` names no video."""
+    Raises KeyError when ``after`` names no video of ``owner``'s."""
     descending = order == "desc"
     keys = (openai_videos.c.created_at, openai_videos.c.job_id)
-    where: Any = sa.true()
+    where: Any = sa.true() if owner is None else openai_videos.c.job_id.in_(_owned(owner))
     if after:
-        cursor = get(engine, after)
+        cursor = get(engine, after, owner)
         if cursor is None:
             raise KeyError(after)
         pair, bound = sa.tuple_(*keys), sa.tuple_(sa.literal(cursor.created_at), sa.literal(cursor.job_id))
-        where = pair < bound if descending else pair > bound
+        where = sa.and_(where, pair < bound if descending else pair > bound)
     order_by = [k.desc() for k in keys] if descending else list(keys)
     with read_tx(engine) as conn:
         rows = conn.execute(sa.select(openai_videos).where(where).order_by(*order_by).limit(limit + 1)).all()

@@ -56,12 +56,13 @@ def parse_priority(value: Any) -> int:
 
 def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes], *, priority: int = 0,
                  idempotency_key: str | None = None, webhook_url: str | None = None,
-                 webhook_events: list[str] | None = None) -> tuple[Job, bool]:
-    """images: raw upload bytes by field name ("image", optional "end_image"), size-checked."""
+                 webhook_events: list[str] | None = None, owner: str = "") -> tuple[Job, bool]:
+    """images: raw upload bytes by field name ("image", optional "end_image"), size-checked.
+    owner: the calling credential's key id (auth.Caller.owner)."""
     store, storage = state.store, state.storage
     request_hash = _request_hash(params.model_dump(), images, priority)
     if idempotency_key:
-        existing = store.replay(idempotency_key, request_hash)
+        existing = store.replay(idempotency_key, request_hash, owner)
         if existing is not None:
             return existing, False
     # Decode every image before writing any, so that a bad end_image leaves no orphan image.
@@ -73,7 +74,7 @@ def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes],
         job, created = store.submit(NewJob(
             type=JobType.video, params=params.model_dump(), inputs=inputs, priority=priority,
             idempotency_key=idempotency_key, request_hash=request_hash, id=job_id,
-            webhook_url=webhook_url, webhook_events=webhook_events,
+            webhook_url=webhook_url, webhook_events=webhook_events, owner=owner,
         ))
     except BaseException as exc:
         storage.remove_job(job_id)

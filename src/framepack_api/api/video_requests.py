@@ -138,13 +138,13 @@ def start_image(image: bytes | None, width: int, height: int, max_pixels: int) -
 
 
 def submit_request(state: AppState, req: VideoRequest, backend: str, *,
-                   idempotency_key: str | None = None) -> Submitted:
+                   idempotency_key: str | None = None, owner: str = "") -> Submitted:
     """Validate everything, then queue the job. Blocking (files and database): run in a thread."""
     check_knobs(req.knobs)
     if backend == "remote":
         remote = RemoteVideoParams(prompt=req.prompt, model=req.model, seconds=req.seconds,
                                    size=f"{req.width}x{req.height}", extra=req.knobs)
-        job, created = submit_remote(state, remote, req.image, idempotency_key=idempotency_key)
+        job, created = submit_remote(state, remote, req.image, idempotency_key=idempotency_key, owner=owner)
         return Submitted(job, created, remote.size)
     settings = state.settings
     resolution, bucket_w, bucket_h = local_bucket(req.width, req.height, settings.max_resolution)
@@ -152,12 +152,12 @@ def submit_request(state: AppState, req: VideoRequest, backend: str, *,
               "resolution": resolution, "sampling_mode": LOCAL_MODELS[req.model]}
     params = validate_video_params(state, fields, has_end_image=False)
     png = start_image(req.image, bucket_w, bucket_h, settings.max_image_pixels)
-    job, created = submit_video(state, params, {"image": png}, idempotency_key=idempotency_key)
+    job, created = submit_video(state, params, {"image": png}, idempotency_key=idempotency_key, owner=owner)
     return Submitted(job, created, f"{bucket_w}x{bucket_h}")
 
 
 def submit_remote(state: AppState, params: RemoteVideoParams, image: bytes | None, *,
-                  idempotency_key: str | None = None) -> tuple[Job, bool]:
+                  idempotency_key: str | None = None, owner: str = "") -> tuple[Job, bool]:
     """Queue a ``remote_video`` job. Its ``remote`` input file is where the worker keeps the remote
     video's id, so that a retried attempt resumes that video instead of creating a second one."""
     store, storage = state.store, state.storage
@@ -166,7 +166,7 @@ def submit_remote(state: AppState, params: RemoteVideoParams, image: bytes | Non
     digest.update(hashlib.sha256(image or b"").digest())
     request_hash = digest.hexdigest()
     if idempotency_key:
-        existing = store.replay(idempotency_key, request_hash)
+        existing = store.replay(idempotency_key, request_hash, owner)
         if existing is not None:
             return existing, False
     require_space(storage.root, state.settings.min_free_disk_mb)
@@ -178,7 +178,7 @@ def submit_remote(state: AppState, params: RemoteVideoParams, image: bytes | Non
             inputs["image"] = storage.write_input(job_id, "image.png", png)
         job, created = store.submit(NewJob(
             type=JobType.remote_video, params=params.model_dump(), inputs=inputs,
-            idempotency_key=idempotency_key, request_hash=request_hash, id=job_id,
+            idempotency_key=idempotency_key, request_hash=request_hash, id=job_id, owner=owner,
         ))
     except BaseException as exc:
         storage.remove_job(job_id)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from framepack_api.jobs.db import read_tx
-from framepack_api.jobs.tables import job_events, webhook_deliveries
+from framepack_api.jobs.tables import job_events, jobs, webhook_deliveries
 
 TERMINAL_KINDS = frozenset({"completed", "failed", "cancelled"})
 EVENT_KINDS = frozenset({"status", "progress", "preview", *TERMINAL_KINDS})
@@ -67,10 +67,13 @@ def emit_status(conn: Connection, row: Any, now: float) -> None:
 
 
 def read_events(engine: Engine, *, after_id: int = 0, job_id: str | None = None,
-                limit: int = 500) -> list[Event]:
+                limit: int = 500, owner: str | None = None) -> list[Event]:
+    """Events after ``after_id``; of one job, and of ``owner``'s jobs only unless owner is None."""
     query = sa.select(job_events).where(job_events.c.id > after_id).order_by(job_events.c.id).limit(limit)
     if job_id is not None:
         query = query.where(job_events.c.job_id == job_id)
+    if owner is not None:
+        query = query.where(job_events.c.job_id.in_(sa.select(jobs.c.id).where(jobs.c.owner == owner)))
     with read_tx(engine) as conn:
         rows = conn.execute(query).all()
     return [Event(r.id, r.job_id, r.kind, r.data, r.created_at) for r in rows]

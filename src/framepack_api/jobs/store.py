@@ -58,6 +58,7 @@ class Job:
     webhook_events: list[str] | None
     preview: str | None
     files_expired_at: float | None
+    owner: str
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -87,6 +88,12 @@ class NewJob:
     id: str = ""
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
+    owner: str = ""  # the creating credential's key id; "" while auth is off
+
+
+def _mine(owner: str | None) -> Any:
+    """Rows visible to ``owner``; None sees every row (an admin, or auth off)."""
+    return sa.true() if owner is None else jobs.c.owner == owner
 
 
 class JobStore:
@@ -108,7 +115,7 @@ class JobStore:
         """Insert a pending job. Returns (job, created); an idempotency key seen before returns
         the job it made, and raises Conflict when it was used for a different request."""
         if new.idempotency_key:
-            existing = self.replay(new.idempotency_key, new.request_hash)
+            existing = self.replay(new.idempotency_key, new.request_hash, new.owner)
             if existing is not None:
                 return existing, False
         now = self.clock()
@@ -118,7 +125,7 @@ class JobStore:
             "created_at": now, "updated_at": now, "attempt": 0, "max_attempts": self.max_attempts,
             "cancel_requested": False, "progress": 0.0, "idempotency_key": new.idempotency_key,
             "request_hash": new.request_hash, "webhook_url": new.webhook_url,
-            "webhook_events": new.webhook_events,
+            "webhook_events": new.webhook_events, "owner": new.owner,
         }
         try:
             with write_tx(self.engine) as conn:
@@ -126,28 +133,30 @@ class JobStore:
                 emit_status(conn, row, now)
         except sa.exc.IntegrityError:
             # Two requests with one key raced; the loser answers with the winner's job.
-            existing = self.replay(new.idempotency_key or "", new.request_hash)
+            existing = self.replay(new.idempotency_key or "", new.request_hash, new.owner)
             if existing is None:
                 raise
             return existing, False
         return Job.from_row(row), True
 
-    def replay(self, idempotency_key: str, request_hash: str | None) -> Job | None:
-        """The job an idempotency key already made, or None; Conflict when the key was used for a
-        different request. Callers check this before writing any input file."""
-        existing = self.find_by_idempotency_key(idempotency_key)
+    def replay(self, idempotency_key: str, request_hash: str | None, owner: str = "") -> Job | None:
+        """The job an idempotency key already made for this owner, or None; Conflict when the key was
+        used for a different request. Callers check this before writing any input file."""
+        existing = self.find_by_idempotency_key(idempotency_key, owner)
         if existing is not None and existing.request_hash and request_hash and existing.request_hash != request_hash:
             raise Conflict("Idempotency-Key was already used for a different request")
         return existing
 
-    def find_by_idempotency_key(self, key: str) -> Job | None:
+    def find_by_idempotency_key(self, key: str, owner: str = "") -> Job | None:
+        """Keys are scoped per owner, always (an admin's keys are its own too)."""
         with read_tx(self.engine) as conn:
-            row = conn.execute(sa.select(jobs).where(jobs.c.idempotency_key == key)).first()
+            row = conn.execute(sa.select(jobs).where(jobs.c.idempotency_key == key, jobs.c.owner == owner)).first()
         return Job.from_row(row) if row else None
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        """The job; JobNotFound also when it belongs to someone other than ``owner`` (None: anyone)."""
         with read_tx(self.engine) as conn:
-            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id, _mine(owner))).first()
         if row is None:
             raise JobNotFound(job_id)
         return Job.from_row(row)
@@ -190,19 +199,21 @@ class JobStore:
     def _claim_order(self) -> list[Any]:
         return [self._claim_key(), jobs.c.created_at, jobs.c.id]
 
-    def list_pending(self, limit: int = 1000) -> list[Job]:
-        return self._select(jobs.c.status == JobStatus.pending.value, self._claim_order(), limit)
+    def list_pending(self, limit: int = 1000, owner: str | None = None) -> list[Job]:
+        return self._select(sa.and_(jobs.c.status == JobStatus.pending.value, _mine(owner)),
+                            self._claim_order(), limit)
 
-    def list_processing(self) -> list[Job]:
-        return self._select(jobs.c.status == JobStatus.processing.value, [jobs.c.started_at], 1000)
+    def list_processing(self, owner: str | None = None) -> list[Job]:
+        return self._select(sa.and_(jobs.c.status == JobStatus.processing.value, _mine(owner)),
+                            [jobs.c.started_at], 1000)
 
-    def list_finished(self, limit: int) -> list[Job]:
+    def list_finished(self, limit: int, owner: str | None = None) -> list[Job]:
         terminal = [s.value for s in (JobStatus.completed, JobStatus.failed, JobStatus.cancelled)]
-        return self._select(jobs.c.status.in_(terminal), [jobs.c.finished_at.desc()], limit)
+        return self._select(sa.and_(jobs.c.status.in_(terminal), _mine(owner)), [jobs.c.finished_at.desc()], limit)
 
-    def list_jobs(self, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
+    def list_jobs(self, status: JobStatus | None = None, limit: int = 50, owner: str | None = None) -> list[Job]:
         where = jobs.c.status == status.value if status else sa.true()
-        return self._select(where, [jobs.c.created_at.desc()], limit)
+        return self._select(sa.and_(where, _mine(owner)), [jobs.c.created_at.desc()], limit)
 
     def _select(self, where: Any, order: list[Any], limit: int) -> list[Job]:
         with read_tx(self.engine) as conn:
@@ -290,26 +301,26 @@ class JobStore:
 
     # -- the client's side -------------------------------------------------------------------
 
-    def cancel(self, job_id: str) -> Job:
+    def cancel(self, job_id: str, owner: str | None = None) -> Job:
         """Pending: cancelled at once. Processing: flagged; the worker stops at its next step.
-        Finished: unchanged. Calling it twice is harmless."""
+        Finished: unchanged. Calling it twice is harmless. Another owner's job: JobNotFound."""
         now = self.clock()
         with write_tx(self.engine) as conn:
             for row in conn.execute(
-                jobs.update().where(jobs.c.id == job_id, jobs.c.status == JobStatus.pending.value)
+                jobs.update().where(jobs.c.id == job_id, _mine(owner), jobs.c.status == JobStatus.pending.value)
                 .values(status=JobStatus.cancelled.value, finished_at=now, updated_at=now,
                         message="cancelled before it started")
                 .returning(*jobs.c)
             ).all():
                 emit_status(conn, row, now)
             for row in conn.execute(
-                jobs.update().where(jobs.c.id == job_id, jobs.c.status == JobStatus.processing.value,
+                jobs.update().where(jobs.c.id == job_id, _mine(owner), jobs.c.status == JobStatus.processing.value,
                                     jobs.c.cancel_requested.is_(False))
                 .values(cancel_requested=True, updated_at=now, message="cancel requested")
                 .returning(*jobs.c)
             ).all():
                 emit(conn, row, "status", now)
-        return self.get(job_id)
+        return self.get(job_id, owner)
 
     # -- the reaper --------------------------------------------------------------------------
 
@@ -379,8 +390,6 @@ class JobStore:
                 .order_by(workers.c.started_at)
             ).all()
         return [dict(r._mapping) for r in rows]
-
-
 
 
 def _fenced(job: Job) -> sa.Update:

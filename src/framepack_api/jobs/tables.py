@@ -39,9 +39,13 @@ jobs = sa.Table(
     sa.Column("webhook_events", sa.JSON),  # None = terminal events only
     sa.Column("preview", sa.String(512)),  # newest latent preview, relative to the storage root
     sa.Column("files_expired_at", sa.Float),  # set when retention removed the job's files (0006)
+    # The credential that created the job (a key id, never the key; "" while auth is off).
+    sa.Column("owner", sa.String(64), nullable=False, server_default=""),
     sa.Index("ix_jobs_claim_order", "status", "priority", "created_at"),
     sa.Index("ix_jobs_lease", "status", "lease_expires_at"),
-    sa.Index("ix_jobs_idempotency_key", "idempotency_key", unique=True),
+    # Idempotency keys are per credential: two tenants may pick the same key.
+    sa.Index("ix_jobs_owner_idempotency_key", "owner", "idempotency_key", unique=True),
+    sa.Index("ix_jobs_owner_created", "owner", "created_at"),
     sa.Index("ix_jobs_finished", "status", "finished_at"),
 )
 
@@ -106,9 +110,11 @@ openai_videos = sa.Table(
 )
 
 # Seed 004's video cache, one row per training run, in the database so that it survives restarts.
+# Run ids are chosen by clients, so each credential (owner) has its own namespace of them.
 training_videos = sa.Table(
     "training_videos",
     metadata,
+    sa.Column("owner", sa.String(64), primary_key=True, server_default=""),
     sa.Column("run_id", sa.String(128), primary_key=True),
     sa.Column("job_id", sa.String(36), nullable=False),
     sa.Column("drill_text", sa.Text, nullable=False),

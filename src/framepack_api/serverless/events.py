@@ -28,6 +28,7 @@ from framepack_api.api.uploads import check_size, decode_base64, normalise_image
 from framepack_api.errors import InvalidInput
 from framepack_api.hardware import default_resolution
 from framepack_api.limits import apply_server_limits
+from framepack_api.net_guard import NetGuard
 from framepack_api.params import VideoParams
 from framepack_api.settings import Settings
 
@@ -131,7 +132,7 @@ def parse_request(data: Any, settings: Settings) -> VideoRequest:
         params=params,
         image=_image(IMAGE_FIELD, image_b64, settings),
         end_image=_image(END_IMAGE_FIELD, end_b64, settings) if end_b64 is not None else None,
-        output_url=_output_url(output_url) if output_url is not None else None,
+        output_url=_output_url(output_url, settings) if output_url is not None else None,
     )
 
 
@@ -159,11 +160,16 @@ def _image(field: str, value: Any, settings: Settings) -> Image.Image:
         return img.copy()
 
 
-def _output_url(value: Any) -> str:
+def _output_url(value: Any, settings: Settings) -> str:
     if not isinstance(value, str):
         raise InvalidInput(OUTPUT_URL_FIELD, f"must be a URL string, got {type(value).__name__}")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidInput(OUTPUT_URL_FIELD,
                            "must be an http(s) URL that accepts PUT (a presigned upload URL)")
+    # Address literals are refused here; host names when the upload connects (net_guard).
+    try:
+        NetGuard.from_entries(settings.outbound_allow).check_url(value, resolve=False)
+    except ValueError as exc:
+        raise InvalidInput(OUTPUT_URL_FIELD, str(exc)) from None
     return value

@@ -28,6 +28,7 @@ from framepack_api.backends.framepack.loader import LoadedModel, load_model
 from framepack_api.backends.framepack.video import generate_video
 from framepack_api.errors import InvalidInput
 from framepack_api.media.video import read_mp4_info
+from framepack_api.net_guard import NetGuard, blocked, guarded_client
 from framepack_api.serverless.events import (
     Shape,
     VideoRequest,
@@ -180,7 +181,8 @@ def _invoke(shape: Shape, data: Any, progress: ProgressFn | None) -> dict[str, A
     body["video_bytes"] = len(video)
     if request.output_url is not None:
         upload_started = time.perf_counter()
-        _upload(request.output_url, video, config.upload_timeout_s)
+        _upload(request.output_url, video, config.upload_timeout_s,
+                NetGuard.from_entries(current_settings().outbound_allow))
         body["timings"]["upload"] = round(time.perf_counter() - upload_started, 4)
         # The presigned query authorises a PUT only, and is a credential: answer with the bare object URL.
         body["video_url"] = _without_query(request.output_url)
@@ -233,13 +235,19 @@ def _too_large_body(video_bytes: int, response_size: int, limit: int) -> dict[st
     )
 
 
-def _upload(url: str, video: bytes, timeout: float) -> None:
+def _upload(url: str, video: bytes, timeout: float, guard: NetGuard) -> None:
+    """PUT the MP4. The target's answer body is never read into the caller's response: the target
+    may be a service the caller could not otherwise reach."""
     try:
-        response = httpx.put(url, content=video, headers={"Content-Type": "video/mp4"}, timeout=timeout)
+        with guarded_client(guard, timeout=timeout) as http:
+            response = http.put(url, content=video, headers={"Content-Type": "video/mp4"})
     except httpx.HTTPError as exc:
-        raise UploadFailed(f"PUT to output_url failed: {exc.__class__.__name__}: {exc}") from None
+        refusal = blocked(exc)
+        if refusal is not None:
+            raise UploadFailed(f"output_url refused: {refusal}") from None
+        raise UploadFailed(f"PUT to output_url failed: {exc.__class__.__name__}") from None
     if not response.is_success:
-        raise UploadFailed(f"PUT to output_url answered HTTP {response.status_code}: {response.text[:300]}")
+        raise UploadFailed(f"PUT to output_url answered HTTP {response.status_code}")
 
 
 def _without_query(url: str) -> str:

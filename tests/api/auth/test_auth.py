@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from openai import OpenAI
 
 from _servers import Server, shared
-from framepack_api.api.auth import AuthMiddleware
+from framepack_api.api.auth import AuthMiddleware, Caller
 from framepack_api.settings import Settings
 
 KEYS = ["sk-first", "sk-second"]
@@ -113,7 +113,7 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ["a", "b"], ["u:p:with:colons"], ["http://x"])
     middleware = AuthMiddleware(lambda *a: None, api_keys=[], basic_users=settings.basic_auth_users)  # type: ignore[arg-type]
     headers = {"authorization": basic("u", "p:with:colons")["Authorization"]}
-    assert middleware.check(headers) is None  # the password may contain ":"
+    assert middleware.check(headers) == Caller("user:u", admin=False)  # the password may contain ":"
     with pytest.raises(ValueError, match="user:password"):
         AuthMiddleware(lambda *a: None, api_keys=[], basic_users=["no-colon"])  # type: ignore[arg-type]
 

@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
+from framepack_api.api.auth import Caller, CallerDep
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.image_submit import (
     BatchImagesRequest,
@@ -38,39 +39,42 @@ ERRORS: dict[int | str, dict[str, Any]] = {413: {"description": "Image too large
                                            422: {"description": "A field is invalid; `detail` names it"}}
 
 
-async def _queue(state: StateDep, job_type: JobType, body: BaseModel, idempotency_key: str | None) -> JSONResponse:
+async def _queue(state: StateDep, caller: Caller, job_type: JobType, body: BaseModel,
+                 idempotency_key: str | None) -> JSONResponse:
     # Decoding images (Pillow) and writing files are blocking work: off the event loop.
-    job, created = await run_in_threadpool(_submit, state, job_type, body, idempotency_key)
+    job, created = await run_in_threadpool(_submit, state, job_type, body, idempotency_key, caller.owner)
     accepted = JobAccepted(job_id=job.id, status=job.status).model_dump(mode="json")
     return JSONResponse(accepted, status_code=202 if created else 200, headers={"Location": f"/status/{job.id}"})
 
 
-def _submit(state: AppState, job_type: JobType, body: BaseModel, idempotency_key: str | None) -> tuple[Job, bool]:
+def _submit(state: AppState, job_type: JobType, body: BaseModel, idempotency_key: str | None,
+            owner: str) -> tuple[Job, bool]:
     images = read_images(state.settings, body)
     params = image_params(state, body, images)
     return submit_image_job(state, job_type, params, images, priority=getattr(body, "priority", 0),
-                            request_hash=request_hash(job_type, body, images), idempotency_key=idempotency_key)
+                            request_hash=request_hash(job_type, body, images), idempotency_key=idempotency_key,
+                            owner=owner)
 
 
 @router.post("/api/generate-image", status_code=202, response_model=JobAccepted, responses=ERRORS,
              summary="Queue one image (one-frame inference; text to image without input_image)")
-async def generate_image(body: GenerateImageRequest, state: StateDep,
+async def generate_image(body: GenerateImageRequest, state: StateDep, caller: CallerDep,
                          idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await _queue(state, JobType.image, body, idempotency_key)
+    return await _queue(state, caller, JobType.image, body, idempotency_key)
 
 
 @router.post("/api/batch-images", status_code=202, response_model=JobAccepted, responses=ERRORS,
              summary="Queue one image per prompt, batch_size images per forward pass")
-async def batch_images(body: BatchImagesRequest, state: StateDep,
+async def batch_images(body: BatchImagesRequest, state: StateDep, caller: CallerDep,
                        idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await _queue(state, JobType.image_batch, body, idempotency_key)
+    return await _queue(state, caller, JobType.image_batch, body, idempotency_key)
 
 
 @router.post("/api/transfer-image", status_code=202, response_model=JobAccepted, responses=ERRORS,
              summary="Queue a kisekaeichi transfer: the reference's clothing/style onto the subject")
-async def transfer_image(body: TransferImageRequest, state: StateDep,
+async def transfer_image(body: TransferImageRequest, state: StateDep, caller: CallerDep,
                          idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await _queue(state, JobType.image_transfer, body, idempotency_key)
+    return await _queue(state, caller, JobType.image_transfer, body, idempotency_key)
 
 
 def image_file(state: StateDep, job: Job, index: int | None) -> FileResponse:
@@ -91,8 +95,8 @@ def image_file(state: StateDep, job: Job, index: int | None) -> FileResponse:
     return FileResponse(path, media_type="image/png", filename=f"{job.id}{suffix}.png")
 
 
-def _image_job(state: StateDep, job_id: str) -> Job:
-    job = state.store.get(job_id)
+def _image_job(state: StateDep, job_id: str, caller: Caller) -> Job:
+    job = state.store.get(job_id, caller.scope)
     if job.type not in IMAGE_JOB_TYPES:
         raise JobNotFound(job_id)  # not an image job
     return job
@@ -101,16 +105,16 @@ def _image_job(state: StateDep, job_id: str) -> Job:
 @router.get("/result/{job_id}/{index}", summary="One image of a finished image job (0-based)",
             responses={200: {"content": {"image/png": {}}}, 404: {"description": "Unknown job or index"},
                        409: {"description": "Not completed yet"}})
-def result_image(job_id: str, index: int, state: StateDep) -> FileResponse:
-    return image_file(state, _image_job(state, job_id), index)
+def result_image(job_id: str, index: int, state: StateDep, caller: CallerDep) -> FileResponse:
+    return image_file(state, _image_job(state, job_id, caller), index)
 
 
 @router.get("/api/image/{job_id}", summary="A finished image job's PNG (a batch: its ZIP, or ?index=N)",
             responses={200: {"content": {"image/png": {}, "application/zip": {}}},
                        404: {"description": "Unknown job or index"}, 409: {"description": "Not completed yet"}})
-def api_image(job_id: str, state: StateDep,
+def api_image(job_id: str, state: StateDep, caller: CallerDep,
               index: Annotated[int | None, Query(ge=0, description="One image of a batch")] = None) -> FileResponse:
-    return image_file(state, _image_job(state, job_id), index)
+    return image_file(state, _image_job(state, job_id, caller), index)
 
 
 @router.get("/loras", summary="LoRA files jobs may name in lora_paths", tags=["models"])

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
 
-from framepack_api.api.auth import has_credentials
+from framepack_api.api.auth import CallerDep, has_credentials
 from framepack_api.api.deps import StateDep, StoreDep
 from framepack_api.api.routes.images import image_file
 from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
@@ -76,7 +76,7 @@ def _openapi_body() -> dict[str, Any]:
              responses={413: {"description": "Upload or image too large"},
                         422: {"description": "A field is invalid; `detail` names it"}})
 async def generate(
-    request: Request, state: StateDep,
+    request: Request, state: StateDep, caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=255,
                                                   description="Same key, same job: retries are safe.")] = None,
 ) -> JSONResponse:
@@ -84,12 +84,12 @@ async def generate(
     priority = parse_priority(fields.pop("priority", None))
     webhook_url = fields.pop("webhook_url", None)
     if webhook_url:
-        webhook_url = validate_webhook_url(str(webhook_url), state.settings)
+        webhook_url = await run_in_threadpool(validate_webhook_url, str(webhook_url), state.settings)
     webhook_events = parse_webhook_events(fields.pop("webhook_events", None))
     params = validate_video_params(state, fields, has_end_image="end_image" in images)
     job, created = await run_in_threadpool(
         submit_video, state, params, images, priority=priority, idempotency_key=idempotency_key,
-        webhook_url=webhook_url, webhook_events=webhook_events,
+        webhook_url=webhook_url, webhook_events=webhook_events, owner=caller.owner,
     )
     body = JobAccepted(job_id=job.id, status=job.status).model_dump(mode="json")
     return JSONResponse(body, status_code=202 if created else 200,
@@ -144,9 +144,9 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
 
 
 @router.get("/status/{job_id}", response_model=JobView, summary="A job's status and progress")
-def status(job_id: str, state: StateDep) -> JobView:
+def status(job_id: str, state: StateDep, caller: CallerDep) -> JobView:
     store = state.store
-    job = store.get(job_id)
+    job = store.get(job_id, caller.scope)
     view = job_view(job, store.position(job))
     if not job.status.is_terminal:
         workers = len(store.live_workers(state.settings.lease_seconds))
@@ -157,8 +157,8 @@ def status(job_id: str, state: StateDep) -> JobView:
 @router.get("/result/{job_id}", summary="The finished MP4",
             responses={200: {"content": {"video/mp4": {}}}, 404: {"description": "Unknown job"},
                        409: {"description": "Not completed yet; the body gives the status"}})
-def result(job_id: str, state: StateDep) -> FileResponse:
-    job = state.store.get(job_id)
+def result(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
+    job = state.store.get(job_id, caller.scope)
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(job_id, job.status.value)
     require_files(job)
@@ -169,14 +169,24 @@ def result(job_id: str, state: StateDep) -> FileResponse:
 
 
 @router.get("/queue", summary="Pending jobs in run order, then running, then recently finished")
-def queue(state: StateDep) -> dict[str, list[dict[str, Any]]]:
-    store = state.store
+def queue(state: StateDep, caller: CallerDep) -> dict[str, list[dict[str, Any]]]:
+    """With tenants, ``queue`` lists the caller's own jobs (positions in the whole queue) and
+    ``others`` the rest of the queue as bare positions: no ids, prompts or owners."""
+    store, scope = state.store, caller.scope
     entries: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
     for position, job in enumerate(store.list_pending(), start=1):
-        entries.append(_queue_entry(job, position))
-    entries += [_queue_entry(job, None) for job in store.list_processing()]
-    entries += [_queue_entry(job, None) for job in store.list_finished(state.settings.recent_finished_limit)]
-    return {"queue": entries}
+        if scope is None or job.owner == scope:
+            entries.append(_queue_entry(job, position))
+        else:
+            others.append({"status": job.status.value, "position": position})
+    for job in store.list_processing():
+        if scope is None or job.owner == scope:
+            entries.append(_queue_entry(job, None))
+        else:
+            others.append({"status": job.status.value, "position": None})
+    entries += [_queue_entry(job, None) for job in store.list_finished(state.settings.recent_finished_limit, scope)]
+    return {"queue": entries} if scope is None else {"queue": entries, "others": others}
 
 
 def _queue_entry(job: Any, position: int | None) -> dict[str, Any]:
@@ -186,8 +196,8 @@ def _queue_entry(job: Any, position: int | None) -> dict[str, Any]:
 
 
 @router.post("/cancel/{job_id}", response_model=JobView, summary="Cancel a job (idempotent)")
-def cancel(job_id: str, store: StoreDep) -> JobView:
-    job = store.cancel(job_id)
+def cancel(job_id: str, store: StoreDep, caller: CallerDep) -> JobView:
+    job = store.cancel(job_id, caller.scope)
     return job_view(job, store.position(job))
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.datastructures import UploadFile
 
 from framepack_api.api import openai_store
+from framepack_api.api.auth import Caller, CallerDep
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.openai_errors import OpenAIError, OpenAIRoute
 from framepack_api.api.openai_store import VideoMeta
@@ -68,16 +69,16 @@ def _answer(obj: dict[str, Any], settings: Settings) -> JSONResponse:
     return JSONResponse(obj, headers=headers)
 
 
-def _load(state: AppState, video_id: str) -> tuple[VideoMeta, Job]:
-    meta = openai_store.get(state.engine, video_id)
+def _load(state: AppState, video_id: str, caller: Caller) -> tuple[VideoMeta, Job]:
+    meta = openai_store.get(state.engine, video_id, caller.scope)
     if meta is None:
         raise JobNotFound(video_id)
-    return meta, state.store.get(video_id)
+    return meta, state.store.get(video_id, caller.scope)
 
 
 @router.post("/videos", summary="Create a video (OpenAI's API)")
 async def create_video(
-    request: Request, state: StateDep,
+    request: Request, state: StateDep, caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
     settings = state.settings
@@ -95,7 +96,8 @@ async def create_video(
     width, height = parse_size(fields.pop("size", None))
     req = VideoRequest(prompt=prompt, model=model, seconds=seconds, video_length=video_length,
                        width=width, height=height, knobs=fields, image=image)
-    submitted = await run_in_threadpool(submit_request, state, req, backend, idempotency_key=idempotency_key)
+    submitted = await run_in_threadpool(submit_request, state, req, backend, idempotency_key=idempotency_key,
+                                        owner=caller.owner)
     meta = await run_in_threadpool(openai_store.record, state.engine, submitted.job, model=model,
                                    seconds=seconds, size=submitted.size)
     return _answer(video_object(submitted.job, meta, settings), settings)
@@ -158,20 +160,21 @@ def _unsupported_reference(param: str) -> OpenAIError:
 
 
 @router.get("/videos/{video_id}", summary="Retrieve a video")
-def retrieve_video(video_id: str, state: StateDep) -> JSONResponse:
-    meta, job = _load(state, video_id)
+def retrieve_video(video_id: str, state: StateDep, caller: CallerDep) -> JSONResponse:
+    meta, job = _load(state, video_id, caller)
     return _answer(video_object(job, meta, state.settings), state.settings)
 
 
 @router.get("/videos", summary="List videos")
 def list_videos(
-    state: StateDep,
+    state: StateDep, caller: CallerDep,
     after: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
 ) -> dict[str, Any]:
     try:
-        items, has_more = openai_store.page(state.engine, after=after, limit=limit, order=order)
+        items, has_more = openai_store.page(state.engine, after=after, limit=limit, order=order,
+                                            owner=caller.scope)
     except KeyError:
         raise OpenAIError(400, f"Invalid value for 'after': no video with id '{after}'.", param="after",
                           code="invalid_value") from None
@@ -181,12 +184,12 @@ def list_videos(
 
 
 @router.delete("/videos/{video_id}", summary="Delete a video (cancels it when running)")
-def delete_video(video_id: str, state: StateDep) -> dict[str, Any]:
-    meta = openai_store.get(state.engine, video_id)
+def delete_video(video_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    meta = openai_store.get(state.engine, video_id, caller.scope)
     if meta is None:
         raise JobNotFound(video_id)
     try:
-        job = state.store.cancel(video_id)
+        job = state.store.cancel(video_id, caller.scope)
     except JobNotFound:
         openai_store.delete(state.engine, video_id)
         return {"id": video_id, "object": "video.deleted", "deleted": True}
@@ -206,10 +209,10 @@ def delete_video(video_id: str, state: StateDep) -> dict[str, Any]:
 @router.get("/videos/{video_id}/content", summary="Download the MP4, a thumbnail or a spritesheet",
             responses={200: {"content": {"video/mp4": {}, "image/jpeg": {}}}})
 async def video_content(
-    video_id: str, state: StateDep,
+    video_id: str, state: StateDep, caller: CallerDep,
     variant: Annotated[Literal["video", "thumbnail", "spritesheet"], Query()] = "video",
 ) -> FileResponse:
-    meta, job = await run_in_threadpool(_load, state, video_id)
+    meta, job = await run_in_threadpool(_load, state, video_id, caller)
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(video_id, STATUS[job.status])
     require_files(job)

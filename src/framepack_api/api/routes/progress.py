@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from PIL import Image
 
+from framepack_api.api.auth import CallerDep
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.views import require_files
 from framepack_api.jobs.events import Event, last_event_id, read_events
@@ -42,12 +43,13 @@ def _resume_point(last_event_id_header: str | None) -> int:
                                           "msg": "must be an event id (an integer)"}]) from None
 
 
-async def _stream(request: Request, state: AppState, after: int, job_id: str | None) -> AsyncIterator[str]:
+async def _stream(request: Request, state: AppState, after: int, job_id: str | None,
+                  owner: str | None) -> AsyncIterator[str]:
     keepalive = state.settings.sse_keepalive_seconds
     last_sent = time.monotonic()
     yield "retry: 2000\n\n"
     while True:
-        events = await run_in_threadpool(read_events, state.engine, after_id=after, job_id=job_id)
+        events = await run_in_threadpool(read_events, state.engine, after_id=after, job_id=job_id, owner=owner)
         for event in events:
             after = event.id
             yield _format(event)
@@ -57,7 +59,7 @@ async def _stream(request: Request, state: AppState, after: int, job_id: str | N
         if not events:
             if job_id is not None:
                 # Resumed after the terminal event, or the log was pruned: nothing more will come.
-                job = await run_in_threadpool(state.store.get, job_id)
+                job = await run_in_threadpool(state.store.get, job_id, owner)
                 if job.status.is_terminal and not await run_in_threadpool(
                         read_events, state.engine, after_id=after, job_id=job_id):
                     return
@@ -73,31 +75,31 @@ async def _stream(request: Request, state: AppState, after: int, job_id: str | N
             response_description="text/event-stream: status, progress, preview, then completed / failed / "
                                  "cancelled, after which the stream closes. Resume with Last-Event-ID.")
 async def job_events(
-    job_id: str, request: Request, state: StateDep,
+    job_id: str, request: Request, state: StateDep, caller: CallerDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    await run_in_threadpool(state.store.get, job_id)  # 404 before the stream starts
+    await run_in_threadpool(state.store.get, job_id, caller.scope)  # 404 before the stream starts
     after = _resume_point(last_event_id_header)
-    return StreamingResponse(_stream(request, state, after, job_id), media_type="text/event-stream",
+    return StreamingResponse(_stream(request, state, after, job_id, caller.scope), media_type="text/event-stream",
                              headers=SSE_HEADERS)
 
 
-@router.get("/events", summary="Server-sent events of every job (for dashboards)")
+@router.get("/events", summary="Server-sent events of every job the caller may see (for dashboards)")
 async def all_events(
-    request: Request, state: StateDep,
+    request: Request, state: StateDep, caller: CallerDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     # A new dashboard starts from now; one that reconnects resumes where it was.
     after = _resume_point(last_event_id_header) if last_event_id_header else \
         await run_in_threadpool(last_event_id, state.engine)
-    return StreamingResponse(_stream(request, state, after, None), media_type="text/event-stream",
+    return StreamingResponse(_stream(request, state, after, None, caller.scope), media_type="text/event-stream",
                              headers=SSE_HEADERS)
 
 
 @router.get("/preview/{job_id}", summary="The newest latent preview (JPEG)",
             responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No preview yet"}})
-def preview(job_id: str, state: StateDep) -> FileResponse:
-    job = state.store.get(job_id)
+def preview(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
+    job = state.store.get(job_id, caller.scope)
     path = state.storage.preview_dir(job_id) / "preview.jpg"
     if not job.preview or not path.exists():
         raise HTTPException(404, detail=f"job {job_id} has no preview yet (status {job.status.value})")
@@ -106,8 +108,8 @@ def preview(job_id: str, state: StateDep) -> FileResponse:
 
 @router.get("/preview/{job_id}/video", summary="The video so far (MP4), written after each section",
             responses={200: {"content": {"video/mp4": {}}}, 404: {"description": "No section finished yet"}})
-def partial_video(job_id: str, state: StateDep) -> FileResponse:
-    job = state.store.get(job_id)
+def partial_video(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
+    job = state.store.get(job_id, caller.scope)
     path = state.storage.preview_dir(job_id) / "partial.mp4"
     if not path.exists():
         raise HTTPException(404, detail=f"job {job_id} has no finished section yet (status {job.status.value})")
@@ -116,8 +118,8 @@ def partial_video(job_id: str, state: StateDep) -> FileResponse:
 
 @router.get("/thumbnail/{job_id}", summary="The input image while waiting or running; a frame of the "
             "result once completed", responses={200: {"content": {"image/jpeg": {}}}})
-def thumbnail(job_id: str, state: StateDep) -> Response:
-    job = state.store.get(job_id)
+def thumbnail(job_id: str, state: StateDep, caller: CallerDep) -> Response:
+    job = state.store.get(job_id, caller.scope)
     require_files(job)
     if job.status is JobStatus.completed and job.result and job.result.get("thumbnail"):
         return FileResponse(state.storage.resolve(job.result["thumbnail"]), media_type="image/jpeg")

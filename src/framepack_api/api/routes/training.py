@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, field_validator
 
 from framepack_api import __version__
+from framepack_api.api.auth import Caller, CallerDep
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.video_requests import VideoRequest, submit_request
 from framepack_api.api.views import require_files
@@ -63,8 +64,9 @@ def _echo(run_id: str) -> RunId:
     return int(run_id) if run_id.isdigit() and str(int(run_id)) == run_id else run_id
 
 
-def _cache(state: AppState) -> TrainingCache:
-    return TrainingCache(state.engine, ttl_seconds=state.settings.training_cache_ttl_seconds)
+def _cache(state: AppState, caller: Caller) -> TrainingCache:
+    """The caller's own runs: run ids are per credential, admins included."""
+    return TrainingCache(state.engine, ttl_seconds=state.settings.training_cache_ttl_seconds, owner=caller.owner)
 
 
 def _view(run: CachedRun, job: Job) -> dict[str, Any]:
@@ -74,20 +76,20 @@ def _view(run: CachedRun, job: Job) -> dict[str, Any]:
             "error": job.error if job.status is JobStatus.failed else None}
 
 
-def _job(state: AppState, job_id: str) -> Job | None:
+def _job(state: AppState, job_id: str, owner: str) -> Job | None:
     try:
-        return state.store.get(job_id)
+        return state.store.get(job_id, owner)
     except JobNotFound:
         return None
 
 
-def _current(state: AppState, run_id: str) -> tuple[CachedRun, Job] | None:
+def _current(state: AppState, caller: Caller, run_id: str) -> tuple[CachedRun, Job] | None:
     """The run's cached video, unless it expired or its job is gone (then it is discarded)."""
-    cache = _cache(state)
+    cache = _cache(state, caller)
     run = cache.get(run_id)
     if run is None:
         return None
-    job = _job(state, run.job_id)
+    job = _job(state, run.job_id, caller.owner)
     if job is None or run.expired(cache.clock()):
         _discard(state, cache, run)
         return None
@@ -97,12 +99,12 @@ def _current(state: AppState, run_id: str) -> tuple[CachedRun, Job] | None:
 def _discard(state: AppState, cache: TrainingCache, run: CachedRun) -> None:
     """Forget the run's video: the row, then the job (cancelled first) and its files."""
     cache.remove(run.run_id, run.job_id)
-    _drop_job(state, run.job_id)
+    _drop_job(state, run.job_id, cache.owner)
 
 
-def _drop_job(state: AppState, job_id: str) -> None:
+def _drop_job(state: AppState, job_id: str, owner: str) -> None:
     try:
-        job = state.store.cancel(job_id)
+        job = state.store.cancel(job_id, owner)
     except JobNotFound:
         state.storage.remove_job(job_id)
         return
@@ -111,13 +113,13 @@ def _drop_job(state: AppState, job_id: str) -> None:
         state.storage.remove_job(job_id)
 
 
-def _generate(state: AppState, run_id: str, drill_text: str) -> tuple[CachedRun, Job]:
-    found = _current(state, run_id)
+def _generate(state: AppState, caller: Caller, run_id: str, drill_text: str) -> tuple[CachedRun, Job]:
+    found = _current(state, caller, run_id)
     if found is not None:
         run, job = found
         if job.status not in (JobStatus.failed, JobStatus.cancelled):
             return run, job
-        _discard(state, _cache(state), run)  # a failed video is retried by asking again
+        _discard(state, _cache(state, caller), run)  # a failed video is retried by asking again
     settings = state.settings
     backend = settings.training_backend
     seconds = settings.training_video_seconds
@@ -125,43 +127,43 @@ def _generate(state: AppState, run_id: str, drill_text: str) -> tuple[CachedRun,
     prompt = PROMPT_TEMPLATE.format(drill=drill_text.strip())
     req = VideoRequest(prompt=prompt, model=model, seconds=f"{seconds:g}", video_length=seconds,
                        width=TRAINING_SIZE[0], height=TRAINING_SIZE[1], knobs=dict(settings.training_params))
-    submitted = submit_request(state, req, backend)
-    winner = _cache(state).put_if_absent(run_id, submitted.job.id, drill_text)
+    submitted = submit_request(state, req, backend, owner=caller.owner)
+    winner = _cache(state, caller).put_if_absent(run_id, submitted.job.id, drill_text)
     if winner.job_id != submitted.job.id:  # another request for this run won the race
-        _drop_job(state, submitted.job.id)
-        return winner, state.store.get(winner.job_id)
+        _drop_job(state, submitted.job.id, caller.owner)
+        return winner, state.store.get(winner.job_id, caller.owner)
     return winner, submitted.job
 
 
 @router.get("/", summary="Health of the training-video service")
-def service_health(state: StateDep) -> dict[str, Any]:
+def service_health(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     settings = state.settings
     return {"status": "healthy", "service": "video_generation", "version": __version__,
             "backend": settings.training_backend,
             "model": settings.remote_model if settings.training_backend == "remote" else state.model,
-            "cached_runs": _cache(state).count()}
+            "cached_runs": _cache(state, caller).count()}
 
 
 @router.post("/generate", response_model=GenerateResponse,
              summary="Start (or return) the training video of a run")
-async def generate(body: GenerateRequest, state: StateDep) -> dict[str, Any]:
-    run, job = await run_in_threadpool(_generate, state, str(body.run_id), body.drill_text)
+async def generate(body: GenerateRequest, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    run, job = await run_in_threadpool(_generate, state, caller, str(body.run_id), body.drill_text)
     view = _view(run, job)
     view.pop("error")
     return view
 
 
 @router.get("/status/{run_id}", response_model=StatusResponse, summary="The run's video status")
-def status(run_id: str, state: StateDep) -> dict[str, Any]:
-    found = _current(state, run_id)
+def status(run_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    found = _current(state, caller, run_id)
     if found is None:
         raise HTTPException(404, f"no video for run {run_id}")
     return _view(*found)
 
 
 @router.get("/video/{run_id}", summary="The run's MP4", responses={200: {"content": {"video/mp4": {}}}})
-def video(run_id: str, state: StateDep) -> FileResponse:
-    found = _current(state, run_id)
+def video(run_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
+    found = _current(state, caller, run_id)
     if found is None:
         raise HTTPException(404, f"no video for run {run_id}")
     _, job = found
@@ -173,8 +175,8 @@ def video(run_id: str, state: StateDep) -> FileResponse:
 
 
 @router.delete("/cache/{run_id}", summary="Forget the run's video; the next /generate makes a new one")
-def clear_cache(run_id: str, state: StateDep) -> dict[str, Any]:
-    cache = _cache(state)
+def clear_cache(run_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    cache = _cache(state, caller)
     run = cache.get(run_id)
     if run is not None:
         _discard(state, cache, run)
