@@ -6,17 +6,22 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from framepack_api import __version__
 from framepack_api.api.auth import install_auth
 from framepack_api.api.deps import AppState
+from framepack_api.api.openai_errors import openai_error_response
+from framepack_api.api.request_guard import RequestGuard
 from framepack_api.api.routes import images, metrics, native, openai_videos, progress, training
-from framepack_api.errors import Conflict, InvalidInput, JobNotFound, JobNotReady, Unavailable
+from framepack_api.errors import Conflict, InvalidInput, JobNotFound, JobNotReady, TooManyJobs, Unavailable
 from framepack_api.hardware import TINY_WARNING, default_resolution, effective_model
 from framepack_api.jobs.db import create_engine, upgrade
 from framepack_api.jobs.scheduling import scheduling_options
@@ -72,6 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(openai_videos.router)  # errors in OpenAI's shape: see api/openai_errors.py
     app.include_router(training.router)
+    # Inside auth: a client without credentials gets its 401 before any body is read.
+    app.add_middleware(RequestGuard, max_body_bytes=settings.body_limit, refuse=invalid_input_response,
+                       router=app.router)
     install_auth(app, settings)
     _install_error_handlers(app)
     _mount_ui(app, settings)
@@ -100,12 +108,40 @@ async def _reap_forever(store: JobStore, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+def invalid_input_response(path: str, exc: InvalidInput) -> JSONResponse:
+    """422 (413 when too large) naming the field; in OpenAI's shape on /v1 routes."""
+    if path == "/v1" or path.startswith("/v1/"):
+        return openai_error_response(exc)
+    field = [] if exc.field == exc.location else exc.field.split(".")
+    body = {"detail": [{"loc": [exc.location, *field], "msg": exc.problem, "type": "value_error"}]}
+    return JSONResponse(body, status_code=413 if exc.too_large else 422)
+
+
+def validation_details(errors: Sequence[Any], prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """pydantic's errors without the offending input and context: those may hold a NaN or a lone
+    surrogate, which cannot be written as JSON, and need not be echoed back to the client."""
+    return [{"type": e.get("type", "value_error"), "loc": [*prefix, *e.get("loc", ())], "msg": e.get("msg", "")}
+            for e in errors]
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
-    async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
-        status = 413 if exc.too_large else 422
-        body = {"detail": [{"loc": ["body", exc.field], "msg": exc.problem, "type": "value_error"}]}
-        return JSONResponse(body, status_code=status)
+    async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
+        return invalid_input_response(request.url.path, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_details(exc.errors())}, status_code=422)
+
+    @app.exception_handler(ValidationError)
+    async def _params_invalid(_: Request, exc: ValidationError) -> JSONResponse:
+        # A parameter model checked inside a route (not by FastAPI): its fields are body fields.
+        return JSONResponse({"detail": validation_details(exc.errors(include_url=False), ("body",))},
+                            status_code=422)
+
+    @app.exception_handler(TooManyJobs)
+    async def _too_many(_: Request, exc: TooManyJobs) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(JobNotFound)
     async def _not_found(_: Request, exc: JobNotFound) -> JSONResponse:

@@ -20,6 +20,7 @@ from framepack_api.errors import InvalidInput
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.lora_files import LoraError, resolve_lora_path
 from framepack_api.params import ImageBatchParams, ImageParams, ImageTransferParams, JobType
+from framepack_api.params.fields import StrictInt
 from framepack_api.params.image import OneFrameFields, round_side
 from framepack_api.settings import Settings
 
@@ -27,7 +28,7 @@ BASE64_IMAGE = "base64 PNG/JPEG/WebP (a data: URL prefix is allowed)"
 
 
 class _Queueing(BaseModel):
-    priority: int = Field(0, ge=-100, le=100, description="Higher runs first; image jobs get a boost, "
+    priority: StrictInt = Field(0, ge=-100, le=100, description="Higher runs first; image jobs get a boost, "
                                                           "and waiting jobs age (see docs/IMAGES.md).")
 
 

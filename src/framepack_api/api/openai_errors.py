@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from framepack_api.errors import Conflict, InvalidInput, JobNotFound, JobNotReady, Unavailable
+from framepack_api.errors import Conflict, InvalidInput, JobNotFound, JobNotReady, TooManyJobs, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ def to_openai_error(exc: Exception) -> OpenAIError:
         return OpenAIError(404, f"Video is not ready yet: it is {exc.status}.", code="video_not_ready")
     if isinstance(exc, Conflict):
         return OpenAIError(409, str(exc), code="conflict")
+    if isinstance(exc, TooManyJobs):
+        return OpenAIError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
+                           headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, Unavailable):
         return OpenAIError(503, str(exc), type="server_error", code="unavailable")
     if isinstance(exc, HTTPException):

@@ -41,11 +41,13 @@ def validate_video_params(state: AppState, fields: dict[str, Any], *, has_end_im
 
 
 def parse_priority(value: Any) -> int:
-    if value in (None, ""):
+    if value is None or value == "":
         return 0
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise InvalidInput("priority", f"must be an integer, got {value!r}")
     try:
         priority = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInput("priority", f"must be an integer, got {value!r}") from None
     low, high = PRIORITY_RANGE
     if not low <= priority <= high:
