@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable
+from contextvars import ContextVar
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -25,6 +26,25 @@ from framepack_api.settings import Settings
 
 OPEN_PATHS = frozenset({"/health"})
 REALM = "framepack-api"
+
+# Who made the request being served: a key id ("key:" + 16 hex digits of the key's SHA-256, never the
+# key) or "user:<name>" for HTTP Basic; None when auth is off. A context variable, so that it reaches
+# the submit code (and its worker threads) without every route passing it along.
+current_credential: ContextVar[str | None] = ContextVar("framepack_credential", default=None)
+
+
+def credential_id(headers: dict[str, str]) -> str | None:
+    """The id of the credential in already-validated headers."""
+    api_key = headers.get("x-api-key")
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if api_key is None and scheme.lower() == "bearer":
+        api_key = value.strip()
+    if api_key is not None:
+        return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    if scheme.lower() == "basic":
+        user = base64.b64decode(value.strip()).decode("utf-8").partition(":")[0]
+        return f"user:{user}"
+    return None
 
 
 def _digest(secret: str) -> bytes:
@@ -62,7 +82,11 @@ class AuthMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         problem = self.check(headers)
         if problem is None:
-            await self.app(scope, receive, send)
+            token = current_credential.set(credential_id(headers))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                current_credential.reset(token)
             return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})

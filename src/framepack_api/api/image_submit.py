@@ -14,10 +14,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from framepack_api.api.auth import current_credential
 from framepack_api.api.deps import AppState
 from framepack_api.api.uploads import check_size, decode_base64, normalise_image
 from framepack_api.errors import InvalidInput
 from framepack_api.jobs.store import Job, NewJob
+from framepack_api.limits import check_admission
 from framepack_api.lora_files import LoraError, resolve_lora_path
 from framepack_api.params import ImageBatchParams, ImageParams, ImageTransferParams, JobType
 from framepack_api.params.fields import StrictInt
@@ -120,6 +122,7 @@ def submit_image_job(state: AppState, job_type: JobType, params: OneFrameFields,
         existing = store.replay(idempotency_key, request_hash)
         if existing is not None:
             return existing, False
+    check_admission(store, state.settings, current_credential.get())
     pngs = {name: normalise_image(name, data, state.settings.max_image_pixels) for name, data in images.items()}
     job_id = str(uuid.uuid4())
     try:

@@ -14,12 +14,13 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from framepack_api.api.auth import current_credential
 from framepack_api.api.deps import AppState
 from framepack_api.api.image_submit import check_loras
 from framepack_api.api.uploads import normalise_image
 from framepack_api.errors import InvalidInput
 from framepack_api.jobs.store import Job, NewJob
-from framepack_api.limits import apply_server_limits
+from framepack_api.limits import apply_server_limits, check_admission
 from framepack_api.params import JobType, VideoParams
 
 PRIORITY_RANGE = (-100, 100)
@@ -65,6 +66,7 @@ def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes],
         existing = store.replay(idempotency_key, request_hash)
         if existing is not None:
             return existing, False
+    check_admission(store, state.settings, current_credential.get())
     # Decode every image before writing any, so that a bad end_image leaves no orphan image.
     pngs = {name: normalise_image(name, data, state.settings.max_image_pixels) for name, data in images.items()}
     job_id = str(uuid.uuid4())

@@ -24,11 +24,13 @@ from typing import Any
 
 from PIL import Image
 
+from framepack_api.api.auth import current_credential
 from framepack_api.api.deps import AppState
 from framepack_api.api.openai_errors import OpenAIError
 from framepack_api.api.submit import submit_video, validate_video_params
 from framepack_api.api.uploads import normalise_image
 from framepack_api.jobs.store import Job, NewJob
+from framepack_api.limits import check_admission
 from framepack_api.media.images import find_nearest_bucket, resize_and_center_crop
 from framepack_api.params import JobType, RemoteVideoParams, SamplingMode
 from framepack_api.settings import Settings
@@ -168,6 +170,7 @@ def submit_remote(state: AppState, params: RemoteVideoParams, image: bytes | Non
         existing = store.replay(idempotency_key, request_hash)
         if existing is not None:
             return existing, False
+    check_admission(store, state.settings, current_credential.get())
     job_id = str(uuid.uuid4())
     try:
         state_file = json.dumps({"job_id": job_id}).encode()
