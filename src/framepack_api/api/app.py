@@ -143,7 +143,7 @@ def _document_error_responses(routes: Sequence[BaseRoute]) -> None:
         if "{" in route.path:
             codes[404] = "Unknown id"
             codes[409] = "Not ready yet: the body gives the status"
-        if "POST" in route.methods:
+        if "POST" in (route.methods or ()):
             codes[409] = "Idempotency-Key reused for a different request"
             codes[429] = "A limit on pending jobs is reached; see Retry-After"
         for code, description in codes.items():
