@@ -1,7 +1,7 @@
 """Property-based requests over the whole OpenAPI spec (schemathesis), against a real `serve` on
 loopback: schemathesis's default checks on every operation, valid and invalid data, with a fixed seed
-and a bounded number of examples. Server-sent event streams are left out: they answer forever, by
-design.
+and a bounded number of examples. Server-sent event streams (they answer forever) and /health (no input;
+503 by design without a live worker) are left out.
 
 One default check is left out, "schema-valid data is accepted": the schema cannot say that an image
 must decode, that a LoRA name must exist in LORA_DIR or that a webhook needs the server's secret, so
@@ -29,7 +29,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from support.server import Server
 
 MAX_EXAMPLES = 10
-SKIPPED_PATHS = ("/events",)  # streams that never end
+# /events: streams that never end. /health: takes no input, and answers 503 by design when no worker
+# is live (issue 11 item 12), as in this API-only server.
+SKIPPED_PATHS = ("/events", "/health")
 
 
 @pytest.fixture(scope="module")
