@@ -5,6 +5,7 @@ FramepackAPIError
 ├── JobNotFound         no job with that id                                    -> 404
 ├── JobNotReady         the result is asked for before the job completed       -> 409
 ├── Conflict            an idempotency key reused with other parameters        -> 409
+├── TooManyJobs         an admission limit on pending jobs is reached          -> 429 + Retry-After
 ├── Unavailable         the database or the model cannot serve now             -> 503
 ├── InsufficientStorage free disk space is below the configured floor           -> 507
 └── FilesExpired        a finished job's files were removed by retention        -> 410
@@ -23,11 +24,12 @@ class FramepackAPIError(Exception):
 
 
 class InvalidInput(FramepackAPIError):
-    def __init__(self, field: str, problem: str, *, too_large: bool = False) -> None:
+    def __init__(self, field: str, problem: str, *, too_large: bool = False, location: str = "body") -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
         self.too_large = too_large
+        self.location = location  # body | query | path | header: where the field was
 
 
 class JobNotFound(FramepackAPIError):
@@ -49,6 +51,14 @@ class Conflict(FramepackAPIError):
 
 class Unavailable(FramepackAPIError):
     pass
+
+
+class TooManyJobs(FramepackAPIError):
+    """A new job would exceed a limit on pending jobs (per credential, or for the whole server)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InsufficientStorage(FramepackAPIError):

@@ -141,6 +141,22 @@ class Settings(BaseSettings):
         1024.0, ge=0, description="Free-space floor of data_dir: below it submits get 507 and running "
                                   "jobs fail; 0 turns the guard off.")
 
+    # -- hostile input and admission (issue 11) --
+    max_body_bytes: int | None = Field(
+        None, ge=1024, description="Largest request body; larger ones get 413 before they are read. "
+                                   "Default: four base64 images of MAX_UPLOAD_BYTES plus 1 MiB of fields.")
+    max_pending_jobs: int = Field(0, ge=0, description="Pending jobs the whole server accepts; 0 = no limit.")
+    max_pending_jobs_per_credential: int = Field(
+        0, ge=0, description="Pending jobs one API key or Basic user may have; 0 = no limit.")
+    admission_retry_after_seconds: int = Field(
+        30, ge=1, le=3600, description="Retry-After of a 429 answered when a pending-job limit is reached.")
+
+    @property
+    def body_limit(self) -> int:
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return 4 * (self.max_upload_bytes * 4 // 3 + 4) + 1024 * 1024
+
     @model_validator(mode="after")
     def _heartbeat_shorter_than_lease(self) -> Settings:
         if self.heartbeat_seconds >= self.lease_seconds:

@@ -66,7 +66,12 @@ def parse_webhook_events(value: Any) -> list[str] | None:
     if value in (None, ""):
         return None
     if isinstance(value, str):
-        kinds = json.loads(value) if value.strip().startswith("[") else value.split(",")
+        try:
+            kinds = json.loads(value) if value.strip().startswith("[") else value.split(",")
+        except (ValueError, RecursionError):
+            raise InvalidInput("webhook_events", f"not a valid JSON list: {value[:80]}") from None
+        if not isinstance(kinds, list):
+            raise InvalidInput("webhook_events", "must be a list of event kinds")
     elif isinstance(value, list):
         kinds = value
     else:

@@ -7,15 +7,22 @@ import contextlib
 import importlib.util
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from starlette.routing import BaseRoute
 
 from framepack_api import __version__
 from framepack_api.api.auth import install_auth
 from framepack_api.api.deps import AppState
+from framepack_api.api.openai_errors import openai_error_response
+from framepack_api.api.request_guard import RequestGuard
 from framepack_api.api.routes import images, metrics, native, openai_videos, progress, training
 from framepack_api.errors import (
     Conflict,
@@ -24,6 +31,7 @@ from framepack_api.errors import (
     InvalidInput,
     JobNotFound,
     JobNotReady,
+    TooManyJobs,
     Unavailable,
 )
 from framepack_api.hardware import TINY_WARNING, default_resolution, effective_model
@@ -86,8 +94,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(openai_videos.router)  # errors in OpenAI's shape: see api/openai_errors.py
     app.include_router(training.router)
+    # Inside auth: a client without credentials gets its 401 before any body is read.
+    app.add_middleware(RequestGuard, max_body_bytes=settings.body_limit, refuse=invalid_input_response,
+                       router=app.router)
     install_auth(app, settings)
     _install_error_handlers(app)
+    _document_error_responses(app.routes)
     _mount_ui(app, settings)
     return app
 
@@ -132,12 +144,63 @@ async def _retention_forever(retention: Retention, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+def invalid_input_response(path: str, exc: InvalidInput) -> JSONResponse:
+    """422 (413 when too large) naming the field; in OpenAI's shape on /v1 routes."""
+    if path == "/v1" or path.startswith("/v1/"):
+        return openai_error_response(exc)
+    field = [] if exc.field == exc.location else exc.field.split(".")
+    body = {"detail": [{"loc": [exc.location, *field], "msg": exc.problem, "type": "value_error"}]}
+    return JSONResponse(body, status_code=413 if exc.too_large else 422)
+
+
+def validation_details(errors: Sequence[Any], prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """pydantic's errors without the offending input and context: those may hold a NaN or a lone
+    surrogate, which cannot be written as JSON, and need not be echoed back to the client."""
+    return [{"type": e.get("type", "value_error"), "loc": [*prefix, *e.get("loc", ())], "msg": e.get("msg", "")}
+            for e in errors]
+
+
+def _document_error_responses(routes: Sequence[BaseRoute]) -> None:
+    """Put in the OpenAPI spec the refusals that the handlers below and the request guard can give
+    each route, so that a client generated from the spec expects them."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # FastAPI's included routers hide their routes
+        if inner is not None:
+            _document_error_responses(inner.routes)
+        if not isinstance(route, APIRoute):
+            continue
+        openai = route.path.startswith("/v1/")
+        codes = {400: "Invalid request; `error.param` names the field"} if openai else {
+            422: "A field is invalid; `detail` names it"}
+        codes[413] = "The body (or an image in it) is too large"
+        if "{" in route.path:
+            codes[404] = "Unknown id"
+            codes[409] = "Not ready yet: the body gives the status"
+        if "POST" in (route.methods or ()):
+            codes[409] = "Idempotency-Key reused for a different request"
+            codes[429] = "A limit on pending jobs is reached; see Retry-After"
+        for code, description in codes.items():
+            route.responses.setdefault(code, {"description": description})
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
-    async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
-        status = 413 if exc.too_large else 422
-        body = {"detail": [{"loc": ["body", exc.field], "msg": exc.problem, "type": "value_error"}]}
-        return JSONResponse(body, status_code=status)
+    async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
+        return invalid_input_response(request.url.path, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_details(exc.errors())}, status_code=422)
+
+    @app.exception_handler(ValidationError)
+    async def _params_invalid(_: Request, exc: ValidationError) -> JSONResponse:
+        # A parameter model checked inside a route (not by FastAPI): its fields are body fields.
+        return JSONResponse({"detail": validation_details(exc.errors(include_url=False), ("body",))},
+                            status_code=422)
+
+    @app.exception_handler(TooManyJobs)
+    async def _too_many(_: Request, exc: TooManyJobs) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(JobNotFound)
     async def _not_found(_: Request, exc: JobNotFound) -> JSONResponse:

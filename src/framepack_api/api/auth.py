@@ -38,7 +38,6 @@ def has_credentials(request: Request) -> bool:
     return bool(getattr(request.state, CREDENTIALS_OK, True))
 REALM = "framepack-api"
 
-
 @dataclass(frozen=True)
 class Caller:
     """Who sent a request. ``owner`` is stored on the jobs it creates ("" while auth is off)."""

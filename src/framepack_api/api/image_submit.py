@@ -21,8 +21,10 @@ from framepack_api.api.uploads import check_size, decode_base64, normalise_image
 from framepack_api.disk import full_disk_error, is_disk_full, require_space
 from framepack_api.errors import InvalidInput
 from framepack_api.jobs.store import Job, NewJob
+from framepack_api.limits import check_admission
 from framepack_api.lora_files import LoraError, resolve_lora_path
 from framepack_api.params import ImageBatchParams, ImageParams, ImageTransferParams, JobType
+from framepack_api.params.fields import StrictInt
 from framepack_api.params.image import OneFrameFields, round_side
 from framepack_api.settings import Settings
 
@@ -30,7 +32,7 @@ BASE64_IMAGE = "base64 PNG/JPEG/WebP (a data: URL prefix is allowed)"
 
 
 class _Queueing(BaseModel):
-    priority: int = Field(0, ge=-100, le=100, description="Higher runs first; image jobs get a boost, "
+    priority: StrictInt = Field(0, ge=-100, le=100, description="Higher runs first; image jobs get a boost, "
                                                           "and waiting jobs age (see docs/IMAGES.md).")
 
 
@@ -157,6 +159,7 @@ def submit_image_job(state: AppState, job_type: JobType, params: OneFrameFields,
         existing = store.replay(idempotency_key, request_hash, owner)
         if existing is not None:
             return existing, False
+    check_admission(store, state.settings, owner)
     pngs = {name: normalise_image(name, data, state.settings.max_image_pixels) for name, data in images.items()}
     require_space(storage.root, state.settings.min_free_disk_mb)
     job_id = str(uuid.uuid4())

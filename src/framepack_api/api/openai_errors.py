@@ -27,6 +27,7 @@ from framepack_api.errors import (
     InvalidInput,
     JobNotFound,
     JobNotReady,
+    TooManyJobs,
     Unavailable,
 )
 
@@ -81,6 +82,9 @@ def to_openai_error(exc: Exception) -> OpenAIError:
         return OpenAIError(507, str(exc), type="server_error", code="insufficient_storage")
     if isinstance(exc, FilesExpired):
         return OpenAIError(404, f"The content of video '{exc.job_id}' has expired.", code="video_expired")
+    if isinstance(exc, TooManyJobs):
+        return OpenAIError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
+                           headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, Unavailable):
         return OpenAIError(503, str(exc), type="server_error", code="unavailable")
     if isinstance(exc, HTTPException):

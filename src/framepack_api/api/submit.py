@@ -20,7 +20,7 @@ from framepack_api.api.uploads import normalise_image
 from framepack_api.disk import full_disk_error, is_disk_full, require_space
 from framepack_api.errors import InvalidInput
 from framepack_api.jobs.store import Job, NewJob
-from framepack_api.limits import apply_server_limits
+from framepack_api.limits import apply_server_limits, check_admission
 from framepack_api.params import JobType, VideoParams
 
 PRIORITY_RANGE = (-100, 100)
@@ -42,11 +42,13 @@ def validate_video_params(state: AppState, fields: dict[str, Any], *, has_end_im
 
 
 def parse_priority(value: Any) -> int:
-    if value in (None, ""):
+    if value is None or value == "":
         return 0
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise InvalidInput("priority", f"must be an integer, got {value!r}")
     try:
         priority = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInput("priority", f"must be an integer, got {value!r}") from None
     low, high = PRIORITY_RANGE
     if not low <= priority <= high:
@@ -65,6 +67,7 @@ def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes],
         existing = store.replay(idempotency_key, request_hash, owner)
         if existing is not None:
             return existing, False
+    check_admission(store, state.settings, owner)
     # Decode every image before writing any, so that a bad end_image leaves no orphan image.
     pngs = {name: normalise_image(name, data, state.settings.max_image_pixels) for name, data in images.items()}
     require_space(storage.root, state.settings.min_free_disk_mb)

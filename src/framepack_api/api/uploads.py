@@ -14,8 +14,18 @@ import warnings
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from framepack_api.errors import InvalidInput
+from framepack_api.params.fields import text_problem
 
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
+
+
+def form_text(field: str, value: str) -> str:
+    """A multipart or urlencoded form value, refused when no database could store it (NUL, surrogates)."""
+    for text in (field, value):
+        problem = text_problem(text)
+        if problem:
+            raise InvalidInput(field.replace("\x00", "") or "body", problem)
+    return value
 
 
 def decode_base64(field: str, value: str, max_bytes: int) -> bytes:

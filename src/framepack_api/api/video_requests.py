@@ -30,6 +30,7 @@ from framepack_api.api.submit import submit_video, validate_video_params
 from framepack_api.api.uploads import normalise_image
 from framepack_api.disk import full_disk_error, is_disk_full, require_space
 from framepack_api.jobs.store import Job, NewJob
+from framepack_api.limits import check_admission
 from framepack_api.media.images import find_nearest_bucket, resize_and_center_crop
 from framepack_api.params import JobType, RemoteVideoParams, SamplingMode
 from framepack_api.settings import Settings
@@ -170,6 +171,7 @@ def submit_remote(state: AppState, params: RemoteVideoParams, image: bytes | Non
         if existing is not None:
             return existing, False
     require_space(storage.root, state.settings.min_free_disk_mb)
+    check_admission(store, state.settings, owner)
     job_id = str(uuid.uuid4())
     try:
         state_file = json.dumps({"job_id": job_id}).encode()

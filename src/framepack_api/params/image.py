@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from framepack_api.params.fields import FiniteFloat, StrictInt, Text
+
 MAX_LORAS = 8
 SIZE_MULTIPLE = 16  # VAE ×8 and the transformer's 2×2 patches
 MIN_SIDE = 64
@@ -21,12 +23,13 @@ MAX_SIDE = 4096  # the hard schema cap; a server may set a lower IMAGE_MAX_SIDE
 class LoraFields(BaseModel):
     """LoRA selection, shared by image and video jobs."""
 
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: NaN and infinities are refused in every float field of every job type.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    lora_paths: list[str] = Field(default_factory=list, max_length=MAX_LORAS,
+    lora_paths: list[Text] = Field(default_factory=list, max_length=MAX_LORAS,
                                   description="LoRA files by name, relative to the server's LORA_DIR "
                                               "(see GET /loras). Absolute paths and '..' are refused.")
-    lora_scales: list[float] = Field(default_factory=list, max_length=MAX_LORAS,
+    lora_scales: list[FiniteFloat] = Field(default_factory=list, max_length=MAX_LORAS,
                                      description="One scale per LoRA (default 1.0 each); 0 disables one.")
 
     @model_validator(mode="after")
@@ -46,17 +49,17 @@ class LoraFields(BaseModel):
 class OneFrameFields(LoraFields):
     """What every image job shares: text, sampling and FramePack's one-frame index layout."""
 
-    negative_prompt: str = Field("", max_length=4000, description="Used only when cfg > 1.")
-    steps: int = Field(30, ge=1, le=100, description="Sampling steps.")
-    cfg: float = Field(1.0, ge=1.0, le=32.0, description="Real classifier-free guidance scale (1 = off).")
-    gs: float = Field(10.0, ge=1.0, le=32.0, description="Distilled guidance scale (FramePack's `gs`).")
-    width: int = Field(1216, ge=MIN_SIDE, le=MAX_SIDE,
+    negative_prompt: Text = Field("", max_length=4000, description="Used only when cfg > 1.")
+    steps: StrictInt = Field(30, ge=1, le=100, description="Sampling steps.")
+    cfg: FiniteFloat = Field(1.0, ge=1.0, le=32.0, description="Real classifier-free guidance scale (1 = off).")
+    gs: FiniteFloat = Field(10.0, ge=1.0, le=32.0, description="Distilled guidance scale (FramePack's `gs`).")
+    width: StrictInt = Field(1216, ge=MIN_SIDE, le=MAX_SIDE,
                        description="Output width; rounded to a multiple of 16.")
-    height: int = Field(704, ge=MIN_SIDE, le=MAX_SIDE,
+    height: StrictInt = Field(704, ge=MIN_SIDE, le=MAX_SIDE,
                         description="Output height; rounded to a multiple of 16.")
-    latent_window_size: int = Field(9, ge=1, le=33,
+    latent_window_size: StrictInt = Field(9, ge=1, le=33,
                                     description="FramePack's window; places the post and 2x/4x slots.")
-    target_index: int | None = Field(None, ge=0, le=64,
+    target_index: StrictInt | None = Field(None, ge=0, le=64,
                                      description="RoPE time index of the sampled frame: how far 'later' "
                                                  "than the input it is. Default: latent_window_size.")
     no_2x: bool = Field(False, description="Drop the 2x-compressed history latents.")
@@ -67,19 +70,19 @@ class OneFrameFields(LoraFields):
 class ImageParams(OneFrameFields):
     """POST /api/generate-image: one image, from an input image or from a neutral canvas."""
 
-    prompt: str = Field("", max_length=4000, description="What the image shows.")
-    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.")
+    prompt: Text = Field("", max_length=4000, description="What the image shows.")
+    seed: StrictInt = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.")
     has_input_image: bool = Field(False, description="Set by the server when input_image was sent.")
 
 
 class ImageBatchParams(OneFrameFields):
     """POST /api/batch-images: one image per prompt, ``batch_size`` images per forward pass."""
 
-    prompts: list[str] = Field(min_length=1, max_length=64, description="One image per prompt.")
-    seeds: list[int] = Field(default_factory=list, max_length=64,
+    prompts: list[Text] = Field(min_length=1, max_length=64, description="One image per prompt.")
+    seeds: list[StrictInt] = Field(default_factory=list, max_length=64,
                              description="Seeds by position; missing ones (or -1) are drawn at random "
                                          "and recorded.")
-    batch_size: int = Field(4, ge=1, le=8, description="Images per batched forward pass.")
+    batch_size: StrictInt = Field(4, ge=1, le=8, description="Images per batched forward pass.")
     has_input_image: bool = Field(False, description="Set by the server when input_image was sent.")
 
     @model_validator(mode="after")
@@ -96,22 +99,22 @@ class ImageBatchParams(OneFrameFields):
 class ImageTransferParams(OneFrameFields):
     """POST /api/transfer-image (kisekaeichi): the reference's clothing/style onto the subject."""
 
-    prompt: str = Field("", max_length=4000, description="Describes the wanted result.")
-    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.")
+    prompt: Text = Field("", max_length=4000, description="Describes the wanted result.")
+    seed: StrictInt = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.")
     transfer_strength: float = Field(0.7, ge=0.0, le=1.0,
                                      description="Multiplies the reference image's latent (after its mask): "
                                                  "1 = as FramePack-eichi and musubi-tuner do, 0 = no reference at "
                                                  "all. The default 0.7 is seed 002's.")
-    history_index: int = Field(16, ge=1, le=64,
+    history_index: StrictInt = Field(16, ge=1, le=64,
                                description="RoPE time index of the reference (clean) latent.")
     # Kisekaeichi samples just after the subject, without compressed history: FramePack-eichi's defaults.
-    target_index: int | None = Field(1, ge=0, le=64, description="RoPE time index of the sampled frame.")
+    target_index: StrictInt | None = Field(1, ge=0, le=64, description="RoPE time index of the sampled frame.")
     no_2x: bool = Field(True, description="Drop the 2x-compressed history latents.")
     no_4x: bool = Field(True, description="Drop the 4x-compressed history latents.")
     no_post: bool = Field(True, description="Kisekaeichi puts the reference where 'post' would be.")
-    width: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE,  # type: ignore[assignment]
+    width: StrictInt | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE,  # type: ignore[assignment]
                               description="Output width; default: the target image's bucket.")
-    height: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE,  # type: ignore[assignment]
+    height: StrictInt | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE,  # type: ignore[assignment]
                                description="Output height; default: the target image's bucket.")
     has_source_mask: bool = Field(False, description="Set by the server when source_mask was sent.")
     has_target_mask: bool = Field(False, description="Set by the server when target_mask was sent.")

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from framepack_api.params.fields import FiniteFloat, StrictInt, Text
 from framepack_api.params.image import LoraFields
 
 SamplingMode = Literal["reverse", "forward"]
@@ -17,35 +18,35 @@ SamplingMode = Literal["reverse", "forward"]
 class VideoParams(LoraFields):
     """FramePack image-to-video parameters (seed 000/001), with FramePack's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    prompt: str = Field("", max_length=4000, description="What happens in the video.",
+    prompt: Text = Field("", max_length=4000, description="What happens in the video.",
                         examples=["The girl dances gracefully, with clear movements, full of charm."])
-    negative_prompt: str = Field("", max_length=4000, description="Used only when cfg > 1.",
+    negative_prompt: Text = Field("", max_length=4000, description="Used only when cfg > 1.",
                                  examples=["blurry, distorted"])
-    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.",
+    seed: StrictInt = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.",
                       examples=[31337])
-    video_length: float = Field(5.0, gt=0, le=120, description="Length in seconds (30 fps).", examples=[5])
-    latent_window_size: int = Field(9, ge=1, le=33, description="Latent frames per section.",
+    video_length: FiniteFloat = Field(5.0, gt=0, le=120, description="Length in seconds (30 fps).", examples=[5])
+    latent_window_size: StrictInt = Field(9, ge=1, le=33, description="Latent frames per section.",
                                     examples=[9])
-    steps: int = Field(25, ge=1, le=100, description="Sampling steps per section.", examples=[25])
-    cfg: float = Field(1.0, ge=1.0, le=32.0, description="Real classifier-free guidance scale.",
+    steps: StrictInt = Field(25, ge=1, le=100, description="Sampling steps per section.", examples=[25])
+    cfg: FiniteFloat = Field(1.0, ge=1.0, le=32.0, description="Real classifier-free guidance scale.",
                        examples=[1.0])
-    gs: float = Field(10.0, ge=1.0, le=32.0, description="Distilled guidance scale.", examples=[10.0])
-    rs: float = Field(0.0, ge=0.0, le=1.0, examples=[0.0],
+    gs: FiniteFloat = Field(10.0, ge=1.0, le=32.0, description="Distilled guidance scale.", examples=[10.0])
+    rs: FiniteFloat = Field(0.0, ge=0.0, le=1.0, examples=[0.0],
                       description="CFG re-scale (FramePack's `rs`). Recorded, but diffusers' FramePack pipeline "
                                   "has no re-scale: it has no effect yet.")
-    gpu_memory_preservation: float = Field(6.0, ge=0, le=128,
+    gpu_memory_preservation: FiniteFloat = Field(6.0, ge=0, le=128,
                                            description="GB left free on the GPU in the group memory mode: "
                                                        "fewer transformer blocks stay resident as it grows.",
                                            examples=[6])
     use_teacache: bool = Field(True, description="Cache transformer blocks between steps (faster).",
                                examples=[True])
-    mp4_crf: int = Field(16, ge=0, le=51, description="x264 CRF of the MP4: 0 lossless, 51 worst.",
+    mp4_crf: StrictInt = Field(16, ge=0, le=51, description="x264 CRF of the MP4: 0 lossless, 51 worst.",
                          examples=[16])
     sampling_mode: SamplingMode = Field("reverse", description="reverse = FramePack, forward = F1.",
                                          examples=["reverse"])
-    resolution: int | None = Field(None, ge=64, le=1280,
+    resolution: StrictInt | None = Field(None, ge=64, le=1280,
                                    description="Bucket size; default from the server's DEFAULT_RESOLUTION.",
                                    examples=[640])
     has_end_image: bool = Field(False, description="Set by the server when an end_image was uploaded.")
@@ -70,10 +71,10 @@ def frame_count(sections: int, latent_window_size: int) -> int:
 class RemoteVideoParams(BaseModel):
     """A video job forwarded to an OpenAI-compatible /v1/videos server, in that API's own terms."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    prompt: str = Field("", max_length=4000)
-    model: str = Field(min_length=1, max_length=128, description="The model asked of the remote server.")
-    seconds: str = Field("4", max_length=16)
-    size: str = Field("1280x720", max_length=32)
+    prompt: Text = Field("", max_length=4000)
+    model: Text = Field(min_length=1, max_length=128, description="The model asked of the remote server.")
+    seconds: Text = Field("4", max_length=16)
+    size: Text = Field("1280x720", max_length=32)
     extra: dict[str, Any] = Field(default_factory=dict, description="Model-specific fields passed through.")

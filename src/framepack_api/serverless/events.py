@@ -24,12 +24,14 @@ from urllib.parse import urlsplit
 from PIL import Image
 from pydantic import ValidationError
 
+from framepack_api import safe_json
 from framepack_api.api.uploads import check_size, decode_base64, normalise_image
 from framepack_api.errors import InvalidInput
 from framepack_api.hardware import default_resolution
 from framepack_api.limits import apply_server_limits
 from framepack_api.net_guard import NetGuard
 from framepack_api.params import VideoParams
+from framepack_api.params.fields import text_problem
 from framepack_api.settings import Settings
 
 IMAGE_FIELD = "input_image_b64"
@@ -71,10 +73,8 @@ def request_data(event: Any, shape: Shape) -> Any:
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput("body", f"isBase64Encoded is true but the body is not base64 text ({exc})") \
                 from None
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput("body", f"not valid JSON ({exc})") from None
+    # The same checks as an HTTP JSON body: no NaN, lone surrogates, NUL characters or deep nesting.
+    return safe_json.loads(body)
 
 
 def wrap(shape: Shape, status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +163,9 @@ def _image(field: str, value: Any, settings: Settings) -> Image.Image:
 def _output_url(value: Any, settings: Settings) -> str:
     if not isinstance(value, str):
         raise InvalidInput(OUTPUT_URL_FIELD, f"must be a URL string, got {type(value).__name__}")
+    problem = text_problem(value)
+    if problem:
+        raise InvalidInput(OUTPUT_URL_FIELD, problem)
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidInput(OUTPUT_URL_FIELD,

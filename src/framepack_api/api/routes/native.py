@@ -16,7 +16,7 @@ from framepack_api.api.auth import CallerDep, has_credentials
 from framepack_api.api.deps import StateDep, StoreDep
 from framepack_api.api.routes.images import image_file
 from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
-from framepack_api.api.uploads import check_size, decode_base64
+from framepack_api.api.uploads import check_size, decode_base64, form_text
 from framepack_api.api.views import JobAccepted, JobView, iso, job_view, require_files
 from framepack_api.disk import measure
 from framepack_api.errors import InvalidInput, JobNotReady
@@ -34,13 +34,13 @@ IMAGE_FIELDS = ("image", "end_image")
 LIST_FIELDS = ("lora_paths", "lora_scales", "webhook_events")
 
 
-def _form_list(value: str) -> list[str]:
+def _form_list(field: str, value: str) -> list[str]:
     text = value.strip()
     if text.startswith("["):
         try:
             parsed = json.loads(text)
-        except ValueError:
-            raise InvalidInput("body", f"not a valid JSON list: {text[:80]}") from None
+        except (ValueError, RecursionError):
+            raise InvalidInput(field, f"not a valid JSON list: {text[:80]}") from None
         return [str(v) for v in parsed] if isinstance(parsed, list) else [text]
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -115,9 +115,9 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
                     images[key] = decode_base64(key, value, max_bytes)
                     check_size(key, images[key], max_bytes)
             elif key in LIST_FIELDS:
-                fields.setdefault(key, []).extend(_form_list(value))
+                fields.setdefault(key, []).extend(_form_list(key, form_text(key, value)))
             else:
-                fields[key] = value
+                fields[key] = form_text(key, value)
     elif content_type.startswith("application/json"):
         try:
             body = await request.json()

@@ -21,7 +21,7 @@ from framepack_api.api.auth import Caller, CallerDep
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.openai_errors import OpenAIError, OpenAIRoute
 from framepack_api.api.openai_store import VideoMeta
-from framepack_api.api.uploads import check_size, decode_base64
+from framepack_api.api.uploads import check_size, decode_base64, form_text
 from framepack_api.api.video_requests import VideoRequest, parse_model, parse_seconds, parse_size, submit_request
 from framepack_api.api.views import require_files
 from framepack_api.errors import JobNotFound, JobNotReady
@@ -121,7 +121,7 @@ async def _read_create_body(request: Request, max_bytes: int) -> tuple[dict[str,
             elif key.startswith(f"{REFERENCE}["):
                 raise _unsupported_reference(key)
             else:
-                fields[key] = value
+                fields[key] = form_text(key, value)
     elif content_type.startswith("application/json"):
         try:
             body = await request.json()

@@ -24,6 +24,7 @@ from framepack_api.api.views import require_files
 from framepack_api.errors import JobNotFound, JobNotReady
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
+from framepack_api.params.fields import Text, text_problem
 from framepack_api.training_cache import CachedRun, TrainingCache
 
 PREFIX = "/api/video-generation"
@@ -38,12 +39,22 @@ RunId = int | str
 
 class GenerateRequest(BaseModel):
     run_id: RunId = Field(description="The analysis run the video belongs to.", examples=[1])
-    drill_text: str = Field(min_length=1, max_length=3000, description="The drill to show.",
+    drill_text: Text = Field(min_length=1, max_length=3000, description="The drill to show.",
                             examples=["High knees: lift each knee to hip height, 30 seconds."])
+
+    @field_validator("run_id", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        if isinstance(value, bool):  # JSON true would otherwise become run 1
+            raise ValueError("run_id must be a number or a string, not a boolean")
+        return value
 
     @field_validator("run_id")
     @classmethod
     def _fits_the_cache(cls, value: RunId) -> RunId:
+        problem = text_problem(str(value))
+        if problem:
+            raise ValueError(f"run_id {problem}")
         if not 0 < len(str(value)) <= 128 or "/" in str(value):
             raise ValueError("run_id must be 1 to 128 characters, without '/'")
         return value
