@@ -38,6 +38,8 @@ jobs = sa.Table(
     sa.Column("webhook_url", sa.Text),
     sa.Column("webhook_events", sa.JSON),  # None = terminal events only
     sa.Column("preview", sa.String(512)),  # newest latent preview, relative to the storage root
+    # Times a worker died by a signal (OOM kill, segfault) while running this job; see worker_killed.
+    sa.Column("signal_deaths", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_jobs_claim_order", "status", "priority", "created_at"),
     sa.Index("ix_jobs_lease", "status", "lease_expires_at"),
     sa.Index("ix_jobs_idempotency_key", "idempotency_key", unique=True),
