@@ -7,6 +7,7 @@ one entry point refuses, every entry point refuses the same way.
 from __future__ import annotations
 
 from framepack_api.errors import InvalidInput
+from framepack_api.memory import check_video
 from framepack_api.params import VideoParams
 from framepack_api.settings import Settings
 
@@ -22,6 +23,7 @@ def apply_server_limits(settings: Settings, params: VideoParams, *, default_reso
     if params.video_length > settings.max_video_seconds:
         raise InvalidInput("video_length", f"{params.video_length} s is above this server's limit of "
                                            f"{settings.max_video_seconds} s")
+    check_video(settings, params, params.resolution or default_resolution)
     if params.has_end_image and params.sampling_mode == "forward":
         raise InvalidInput(end_image_field, "an end image needs sampling_mode 'reverse'; "
                                             "forward (F1) sampling cannot take one")

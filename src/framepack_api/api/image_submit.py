@@ -19,6 +19,7 @@ from framepack_api.api.uploads import check_size, decode_base64, normalise_image
 from framepack_api.errors import InvalidInput
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.lora_files import LoraError, resolve_lora_path
+from framepack_api.memory import check_image
 from framepack_api.params import ImageBatchParams, ImageParams, ImageTransferParams, JobType
 from framepack_api.params.image import OneFrameFields, round_side
 from framepack_api.settings import Settings
@@ -108,6 +109,7 @@ def image_params(state: AppState, body: BaseModel, images: dict[str, bytes]) -> 
     else:
         raise TypeError(f"not an image request: {type(body).__name__}")
     check_loras(settings, params.lora_paths)
+    check_image(settings, params)
     return params
 
 
