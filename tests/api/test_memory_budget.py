@@ -13,9 +13,8 @@ from fastapi.testclient import TestClient
 from framepack_api.memory import GB, image_job_bytes, video_job_bytes
 from framepack_api.params import ImageBatchParams, VideoParams
 
-from support.server import FAST, png_bytes
-
 from .images.conftest import b64_png
+from support.server import FAST, png_bytes
 
 
 def _rows(data_dir: Path) -> int:
