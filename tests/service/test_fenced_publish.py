@@ -74,7 +74,8 @@ def test_a_loser_finishing_after_the_winner_never_replaces_the_published_result(
 
 
 def _busy_worker(server: Server, job_id: str) -> int:
-    health = httpx.get(f"{server.url}/health", timeout=10).json()
+    """The worker running the job (its row says so just after the claim is visible)."""
+    health = server.wait_until(lambda h: any(w["current_job_id"] == job_id for w in h["workers"]), timeout=60)
     return next(int(w["pid"]) for w in health["workers"] if w["current_job_id"] == job_id)
 
 
