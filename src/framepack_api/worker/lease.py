@@ -142,6 +142,7 @@ class Lease:
 
     def preview(self, storage: LocalStorage, produced: Path) -> None:
         """Publish the newest latent preview; the DB row and event at most every interval."""
+        self.check()  # fenced first: an attempt that lost its job must not replace the winner's preview
         relative = storage.save_preview(self.job.id, produced, "preview.jpg")
         if time.monotonic() - self.last_preview >= PROGRESS_WRITE_INTERVAL:
             self._write(lambda: self.store.set_preview(self.job, relative))
@@ -149,6 +150,7 @@ class Lease:
         self.check()
 
     def partial_video(self, storage: LocalStorage, produced: Path) -> None:
+        self.check()
         storage.save_preview(self.job.id, produced, "partial.mp4")
         self.check()
 
