@@ -7,7 +7,7 @@ one entry point refuses, every entry point refuses the same way.
 from __future__ import annotations
 
 from framepack_api.errors import InvalidInput
-from framepack_api.memory import check_video
+from framepack_api.job_memory import check_video
 from framepack_api.params import VideoParams
 from framepack_api.settings import Settings
 

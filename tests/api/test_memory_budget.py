@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from framepack_api.memory import GB, image_job_bytes, video_job_bytes
+from framepack_api.job_memory import GB, image_job_bytes, video_job_bytes
 from framepack_api.params import ImageBatchParams, VideoParams
 
 from .images.conftest import b64_png

@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 from framepack_api.api.deps import AppState
 from framepack_api.api.uploads import check_size, decode_base64, normalise_image
 from framepack_api.errors import InvalidInput
+from framepack_api.job_memory import check_image
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.lora_files import LoraError, resolve_lora_path
-from framepack_api.memory import check_image
 from framepack_api.params import ImageBatchParams, ImageParams, ImageTransferParams, JobType
 from framepack_api.params.image import OneFrameFields, round_side
 from framepack_api.settings import Settings
