@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -59,14 +61,32 @@ def serve(
     upgrade(engine)  # before any worker starts, so they never race to create the schema
     engine.dispose()
     supervisor = Supervisor(settings, settings.workers)
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                            access_log=settings.access_log,
+                            # Open event streams must not hold a shutdown (and its workers' requeue) hostage.
+                            timeout_graceful_shutdown=5)
+    received: list[int] = []
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # The workers start giving their jobs back while the HTTP side drains.
+            supervisor.request_stop()
+            super().handle_exit(sig, frame)
+
+    # uvicorn re-raises the signal that stopped it once it is done, with the handlers it found
+    # installed: these hold it until the workers are stopped, instead of letting it end the process.
+    previous = {sig: signal.signal(sig, lambda s, _f: received.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
     supervisor.start()
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                    access_log=settings.access_log,
-                    # Open event streams must not hold a shutdown (and its workers' requeue) hostage.
-                    timeout_graceful_shutdown=5)
+        _Server(config).run()
     finally:
         supervisor.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        # Exit as the signal asked, now that no worker is left behind.
+        signal.signal(received[0], signal.SIG_DFL)
+        signal.raise_signal(received[0])
 
 
 @app.command()

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(4096 * 4096, ge=64 * 64)
     max_video_seconds: float = Field(120.0, gt=0, le=120.0)
+    job_memory_budget_gb: float = Field(
+        0.0, ge=0, description="Refuse at submit (422) a job whose estimated memory (frames × size, see "
+                               "docs/RELIABILITY.md) is above this many GB; 0 = no limit.")
 
     lease_seconds: float = Field(60.0, gt=0, description="A claimed job is reclaimed after this silence.")
     heartbeat_seconds: float = Field(10.0, gt=0)

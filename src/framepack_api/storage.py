@@ -1,6 +1,8 @@
-"""Files of jobs under one root: inputs/<job_id>/, outputs/<job_id>/, work/<job_id>/.
+"""Files of jobs under one root: inputs/<job_id>/, outputs/<job_id>/<attempt>/, work/<job_id>-<attempt>/.
 
-Paths stored in the database are relative to the root, so a data directory can move.
+Paths stored in the database are relative to the root, so a data directory can move. Results go
+to a directory of their attempt: an attempt that loses its lease can still write its files, but
+never over the files of the attempt whose fenced completion recorded its paths in the row.
 """
 
 from __future__ import annotations
@@ -51,16 +53,37 @@ class LocalStorage:
         os.replace(tmp, target)
         return self.relative(target)
 
-    def publish(self, job_id: str, files: dict[str, Path]) -> dict[str, str]:
-        """Move a finished run's files to outputs/<job_id>/ and return their relative paths."""
-        out = self.output_dir(job_id)
-        out.mkdir(parents=True, exist_ok=True)
-        published = {}
+    def attempt_output_dir(self, job_id: str, attempt: int) -> Path:
+        return self.output_dir(job_id) / str(attempt)
+
+    def stage_result(self, job_id: str, attempt: int, files: dict[str, Path]) -> dict[str, str]:
+        """Move a finished attempt's files to outputs/<job_id>/<attempt>/; returns their relative paths.
+
+        Nothing is served from there until the fenced completion records these paths in the row.
+        """
+        out = self.attempt_output_dir(job_id, attempt)
+        shutil.rmtree(out, ignore_errors=True)  # a crashed earlier run of this very attempt
+        out.mkdir(parents=True)
+        staged = {}
         for name, path in files.items():
             target = out / path.name
             os.replace(path, target)
-            published[name] = self.relative(target)
-        return published
+            staged[name] = self.relative(target)
+        return staged
+
+    def discard_result(self, job_id: str, attempt: int) -> None:
+        """An attempt that lost its job removes what it staged."""
+        shutil.rmtree(self.attempt_output_dir(job_id, attempt), ignore_errors=True)
+
+    def keep_only_attempt(self, job_id: str, attempt: int) -> None:
+        """After a completion: remove what other attempts of the job left (one killed between
+        staging and its failed completion, say). Only attempt directories are touched."""
+        out = self.output_dir(job_id)
+        if not out.is_dir():
+            return
+        for entry in out.iterdir():
+            if entry.is_dir() and entry.name.isdigit() and entry.name != str(attempt):
+                shutil.rmtree(entry, ignore_errors=True)
 
     def relative(self, path: Path) -> str:
         return str(path.resolve().relative_to(self.root))

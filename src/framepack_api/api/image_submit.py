@@ -20,6 +20,7 @@ from framepack_api.api.deps import AppState
 from framepack_api.api.uploads import check_size, decode_base64, normalise_image
 from framepack_api.disk import full_disk_error, is_disk_full, require_space
 from framepack_api.errors import InvalidInput
+from framepack_api.job_memory import check_image
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.limits import check_admission
 from framepack_api.lora_files import LoraError, resolve_lora_path
@@ -147,6 +148,7 @@ def image_params(state: AppState, body: BaseModel, images: dict[str, bytes]) -> 
     else:
         raise TypeError(f"not an image request: {type(body).__name__}")
     check_loras(settings, params.lora_paths)
+    check_image(settings, params)
     return params
 
 

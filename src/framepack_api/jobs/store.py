@@ -348,6 +348,35 @@ class JobStore:
                     reaped.append(row.id)
         return reaped
 
+    def worker_killed(self, worker_id: str, reason: str, *, give_up_after: int = 2) -> list[str]:
+        """A worker died by a signal: its job is requeued at once with the reason, or failed with it
+        when this was the job's ``give_up_after``-th such death or its attempts are spent. A job
+        that runs its machine out of memory is not retried into the same death again and again."""
+        now = self.clock()
+        held = sa.and_(jobs.c.status == JobStatus.processing.value, jobs.c.worker_id == worker_id)
+        deaths = jobs.c.signal_deaths + 1
+        done = {"finished_at": now, "updated_at": now, "lease_expires_at": None, "signal_deaths": deaths}
+        rounds = [
+            (sa.and_(held, jobs.c.cancel_requested.is_(True)),
+             {**done, "status": JobStatus.cancelled.value, "message": f"cancelled; {reason}"}),
+            (sa.and_(held, deaths >= give_up_after),
+             {**done, "status": JobStatus.failed.value, "message": "failed",
+              "error": f"{reason}; not retried: its worker died this way {give_up_after} times"}),
+            (sa.and_(held, jobs.c.attempt >= jobs.c.max_attempts),
+             {**done, "status": JobStatus.failed.value, "message": "failed", "error": f"{reason}; no attempts left"}),
+            (held,
+             {"status": JobStatus.pending.value, "worker_id": None, "lease_expires_at": None, "updated_at": now,
+              "signal_deaths": deaths, "error": reason, "message": f"requeued: {reason}", "progress": 0.0,
+              "step": None, "section": None}),
+        ]
+        changed: list[str] = []
+        with write_tx(self.engine) as conn:
+            for where, values in rounds:
+                for row in conn.execute(jobs.update().where(where).values(**values).returning(*jobs.c)).all():
+                    emit_status(conn, row, now)
+                    changed.append(row.id)
+        return changed
+
     def set_preview(self, job: Job, relative_path: str) -> Heartbeat:
         """Record the newest preview image (fenced, renews the lease) and log a `preview` event."""
         now = self.clock()

@@ -41,6 +41,8 @@ jobs = sa.Table(
     sa.Column("files_expired_at", sa.Float),  # set when retention removed the job's files (0006)
     # The credential that created the job (a key id, never the key; "" while auth is off).
     sa.Column("owner", sa.String(64), nullable=False, server_default=""),
+    # Times a worker died by a signal (OOM kill, segfault) while running this job; see worker_killed.
+    sa.Column("signal_deaths", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_jobs_claim_order", "status", "priority", "created_at"),
     sa.Index("ix_jobs_lease", "status", "lease_expires_at"),
     # Idempotency keys are per credential: two tenants may pick the same key.

@@ -18,11 +18,24 @@ import time
 from pathlib import Path
 
 from framepack_api.settings import Settings
-from framepack_api.worker.runner import PARENT_PID_ENV
+from framepack_api.worker.runner import PARENT_PID_ENV, WORKER_ID_ENV, new_worker_id
 
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_MAX = 30.0
+SIGNAL_DEATHS_BEFORE_GIVING_UP = 2
+
+
+def death_reason(signum: int) -> str:
+    """Why a worker's job stopped, as recorded in the job's `error`."""
+    if signum == signal.SIGKILL:
+        # What the kernel's OOM killer sends; an operator's kill -9 looks the same.
+        return "worker killed by signal 9, likely out of memory"
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = "unknown"
+    return f"worker killed by signal {signum} ({name})"
 
 
 def worker_command() -> list[str]:
@@ -52,6 +65,9 @@ class Supervisor:
         self.settings = settings
         self.count = count
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
+        self.worker_ids: list[str] = [""] * count
+        # Spawning and stopping exclude each other, so that no worker is started after stop began.
+        self.lock = threading.RLock()  # re-entered when a signal handler interrupts stop()
         self.restarts = [0] * count
         self.spawned_at = [0.0] * count
         self.stopping = threading.Event()
@@ -66,12 +82,37 @@ class Supervisor:
         return [p.pid for p in self.procs if p is not None and p.poll() is None]
 
     def _spawn(self, slot: int) -> None:
-        env = {**settings_env(self.settings), PARENT_PID_ENV: str(os.getpid())}
-        proc = subprocess.Popen(worker_command(), env=env,
-                                start_new_session=True)  # a terminal's Ctrl-C reaches us, not them
-        self.procs[slot] = proc
-        self.spawned_at[slot] = time.monotonic()
+        with self.lock:
+            if self.stopping.is_set():
+                return
+            worker_id = f"{new_worker_id()}-w{slot}"
+            env = {**settings_env(self.settings), PARENT_PID_ENV: str(os.getpid()), WORKER_ID_ENV: worker_id}
+            proc = subprocess.Popen(worker_command(), env=env,
+                                    start_new_session=True)  # a terminal's Ctrl-C reaches us, not them
+            self.procs[slot] = proc
+            self.worker_ids[slot] = worker_id
+            self.spawned_at[slot] = time.monotonic()
         log.info("started worker %d (pid %d)", slot, proc.pid)
+
+    def _record_death(self, slot: int, signum: int) -> None:
+        """Record on the dead worker's job why it stopped, and requeue or fail it now rather than
+        after its lease runs out."""
+        from framepack_api.jobs.db import create_engine
+        from framepack_api.jobs.store import JobStore
+
+        reason = death_reason(signum)
+        engine = create_engine(self.settings.resolved_database_url)
+        try:
+            store = JobStore(engine, lease_seconds=self.settings.lease_seconds,
+                             max_attempts=self.settings.max_attempts)
+            for job_id in store.worker_killed(self.worker_ids[slot], reason,
+                                              give_up_after=SIGNAL_DEATHS_BEFORE_GIVING_UP):
+                log.warning("job %s: %s", job_id, reason)
+        except Exception:
+            # The reaper still requeues the job when its lease runs out; the reason is what is lost.
+            log.exception("could not record the death of worker %d on its job", slot)
+        finally:
+            engine.dispose()
 
     def _watch(self) -> None:
         while not self.stopping.wait(0.5):
@@ -84,16 +125,25 @@ class Supervisor:
                 delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** min(self.restarts[slot] - 1, 6))
                 log.warning("worker %d (pid %d) exited with %s; restarting in %.1fs",
                             slot, proc.pid, proc.returncode, delay)
+                if proc.returncode < 0:
+                    self._record_death(slot, -proc.returncode)
                 if self.stopping.wait(delay):
                     return
                 self._spawn(slot)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM every worker (each gives its job back) and wait; SIGKILL what lingers."""
-        self.stopping.set()
-        live = [p for p in self.procs if p is not None and p.poll() is None]
+    def request_stop(self) -> None:
+        """SIGTERM every worker: each gives its job back at its next sampling step. Safe to call
+        from a signal handler and more than once."""
+        with self.lock:
+            self.stopping.set()
+            live = [p for p in self.procs if p is not None and p.poll() is None]
         for proc in live:
             proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM every worker (each gives its job back) and wait; SIGKILL what lingers."""
+        self.request_stop()
+        live = [p for p in self.procs if p is not None and p.poll() is None]
         deadline = time.monotonic() + timeout
         for proc in live:
             try:
