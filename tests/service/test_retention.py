@@ -60,7 +60,8 @@ def finished_job(store: JobStore, storage: LocalStorage, *, fail: bool = False, 
         assert store.fail(claimed, "boom")
     else:
         (work / "video.mp4").write_bytes(b"mp4")
-        assert store.complete(claimed, {**storage.publish(job.id, {"video": work / "video.mp4"}), "info": {}}, 7)
+        assert store.complete(claimed, {**storage.stage_result(job.id, claimed.attempt, {"video": work / "video.mp4"}),
+                                        "info": {}}, 7)
     storage.discard_work(job.id, claimed.attempt)
     return job.id
 
@@ -95,7 +96,7 @@ def test_files_then_rows_of_finished_jobs_go_and_everything_else_stays(
     clock.now = T0
     pending, _ = store.submit(NewJob(JobType.video, {"prompt": "waiting"}, {}))  # old, never run
     storage.write_input(pending.id, "image.png", b"input")
-    assert files_of(storage, old) == [f"inputs/{old}/image.png", f"outputs/{old}/video.mp4",
+    assert files_of(storage, old) == [f"inputs/{old}/image.png", f"outputs/{old}/1/video.mp4",
                                       f"previews/{old}/preview.jpg"]
     assert count(engine, webhook_deliveries, old) >= 1 and count(engine, job_events, old) >= 4
 

@@ -43,7 +43,7 @@ def run_like_a_worker(settings: Settings, job_id: str) -> str:
         assert job is not None and job.id == job_id
         produced = storage.work_dir(job.id, job.attempt) / "video.mp4"
         produced.write_bytes(MP4)
-        published = storage.publish(job.id, {"video": produced})
+        published = storage.stage_result(job.id, job.attempt, {"video": produced})
         assert store.complete(job, {**published, "info": {}}, seed=7)
         return published["video"]
     finally:
