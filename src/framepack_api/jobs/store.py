@@ -19,6 +19,8 @@ from sqlalchemy.engine import Engine
 from framepack_api.errors import Conflict, JobNotFound
 from framepack_api.jobs.db import read_tx, write_tx
 from framepack_api.jobs.events import emit, emit_status
+from framepack_api.jobs.metric_totals import count_transition
+from framepack_api.jobs.scheduling import claim_key
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.tables import job_events, jobs, webhook_deliveries, workers
 from framepack_api.params import JobType
@@ -102,7 +104,7 @@ class JobStore:
                  aging_seconds: float = 0.0) -> None:
         self.engine = engine
         # Scheduling (issue 4): effective priority = priority + type_boost[type] + seconds waited /
-        # aging_seconds. See _claim_key.
+        # aging_seconds, stored at submit as jobs.claim_key; see scheduling.claim_key.
         self.type_boost = {t: b for t, b in (type_boost or {}).items() if b}
         self.aging_seconds = aging_seconds
         self.lease_seconds = lease_seconds
@@ -126,6 +128,9 @@ class JobStore:
             "cancel_requested": False, "progress": 0.0, "idempotency_key": new.idempotency_key,
             "request_hash": new.request_hash, "webhook_url": new.webhook_url,
             "webhook_events": new.webhook_events, "owner": new.owner,
+            # Computed once here and never changed after: claim and position read it via the index.
+            "claim_key": float(claim_key(new.priority, new.type, now, type_boost=self.type_boost,
+                                         aging_seconds=self.aging_seconds)),
         }
         try:
             with write_tx(self.engine) as conn:
@@ -162,42 +167,25 @@ class JobStore:
         return Job.from_row(row)
 
     def position(self, job: Job) -> int | None:
-        """1-based place among pending jobs in claim order; None when not pending."""
+        """1-based place among pending jobs in claim order; None when not pending.
+
+        Counts the entries of ix_jobs_claim_key before the job's own (status, claim_key, created_at,
+        id): an index range, never a scan of the table or a sort.
+        """
         if job.status is not JobStatus.pending:
             return None
-        key = self._claim_key()
-        # The job's own key computed by the same SQL expression, so equal keys compare equal.
-        mine = sa.select(key).where(jobs.c.id == job.id).scalar_subquery()
-        ahead = sa.and_(
-            jobs.c.status == JobStatus.pending.value,
-            sa.or_(
-                key < mine,
-                sa.and_(key == mine, jobs.c.created_at < job.created_at),
-                sa.and_(key == mine, jobs.c.created_at == job.created_at, jobs.c.id < job.id),
-            ),
-        )
         with read_tx(self.engine) as conn:
+            mine = conn.execute(sa.select(jobs.c.claim_key).where(jobs.c.id == job.id)).scalar_one_or_none()
+            if mine is None:
+                return None
+            ahead = sa.and_(jobs.c.status == JobStatus.pending.value,
+                            sa.tuple_(*self._claim_order()) < sa.tuple_(mine, job.created_at, job.id))
             count = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(ahead)).scalar_one()
         return int(count) + 1
 
-    def _claim_key(self) -> Any:
-        """Claim order's sort key, smallest first.
-
-        Effective priority = priority + the type's boost (+ seconds waited / aging_seconds). Ordering
-        by that at time `now` is ordering by ``created_at - effective * aging_seconds`` (now is common
-        to all rows), a key that never changes: claim and position agree at any instant, and a job
-        waiting ``aging_seconds × difference`` longer overtakes one with higher priority, so none starves.
-        """
-        effective: Any = jobs.c.priority
-        if self.type_boost:
-            effective = effective + sa.case({t.value: b for t, b in self.type_boost.items()},
-                                            value=jobs.c.type, else_=0)
-        if self.aging_seconds > 0:
-            return jobs.c.created_at - effective * self.aging_seconds
-        return -effective
-
     def _claim_order(self) -> list[Any]:
-        return [self._claim_key(), jobs.c.created_at, jobs.c.id]
+        # The order of ix_jobs_claim_key after its status column; claim_key never changes after submit.
+        return [jobs.c.claim_key, jobs.c.created_at, jobs.c.id]
 
     def list_pending(self, limit: int = 1000, owner: str | None = None) -> list[Job]:
         return self._select(sa.and_(jobs.c.status == JobStatus.pending.value, _mine(owner)),
@@ -248,6 +236,7 @@ class JobStore:
             row = conn.execute(stmt).first()
             if row:
                 emit_status(conn, row, now)
+                count_transition(conn, row)
         return Job.from_row(row) if row else None
 
     def heartbeat(self, job: Job, event_extra: dict[str, Any] | None = None, **progress: Any) -> Heartbeat:
@@ -297,6 +286,7 @@ class JobStore:
             ).first()
             if row is not None:
                 emit_status(conn, row, now)
+                count_transition(conn, row)
         return row is not None
 
     # -- the client's side -------------------------------------------------------------------
@@ -345,6 +335,7 @@ class JobStore:
             for where, values in rounds:
                 for row in conn.execute(jobs.update().where(where).values(**values).returning(*jobs.c)).all():
                     emit_status(conn, row, now)
+                    count_transition(conn, row)
                     reaped.append(row.id)
         return reaped
 
@@ -374,6 +365,7 @@ class JobStore:
             for where, values in rounds:
                 for row in conn.execute(jobs.update().where(where).values(**values).returning(*jobs.c)).all():
                     emit_status(conn, row, now)
+                    count_transition(conn, row)
                     changed.append(row.id)
         return changed
 

@@ -43,7 +43,10 @@ jobs = sa.Table(
     sa.Column("owner", sa.String(64), nullable=False, server_default=""),
     # Times a worker died by a signal (OOM kill, segfault) while running this job; see worker_killed.
     sa.Column("signal_deaths", sa.Integer, nullable=False, server_default="0"),
-    sa.Index("ix_jobs_claim_order", "status", "priority", "created_at"),
+    # Claim order, computed once at submit and never changed (jobs/scheduling.py, migration 0007):
+    # claim takes the first pending row of ix_jobs_claim_key, position counts the rows before it.
+    sa.Column("claim_key", sa.Float, nullable=False, server_default="0"),
+    sa.Index("ix_jobs_claim_key", "status", "claim_key", "created_at", "id"),
     sa.Index("ix_jobs_lease", "status", "lease_expires_at"),
     # Idempotency keys are per credential: two tenants may pick the same key.
     sa.Index("ix_jobs_owner_idempotency_key", "owner", "idempotency_key", unique=True),
@@ -132,4 +135,14 @@ maintenance_leases = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("holder", sa.String(128), nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+# Running totals behind /metrics' counters and histograms (0007): bumped in the same transaction as
+# the transition they count, never recomputed from jobs, so deleting jobs never lowers them.
+metric_totals = sa.Table(
+    "metric_totals",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("label", sa.String(64), primary_key=True),  # a bucket's bound, a kind, or count/sum
+    sa.Column("value", sa.Float, nullable=False),
 )

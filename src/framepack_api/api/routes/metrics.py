@@ -1,16 +1,14 @@
-"""GET /metrics in Prometheus' text format, computed from the job store at scrape time.
+"""GET /metrics in Prometheus' text format, read from the job store at scrape time.
 
 Everything comes from the database, so every API process reports the same numbers and nothing
-is lost when one restarts; histograms are cumulative over the jobs the database holds.
+is lost when one restarts. Counters and histograms are running totals (jobs/metric_totals.py),
+so deleting jobs never lowers them; gauges are index-served counts. No scrape scans the jobs table.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, generate_latest
@@ -18,27 +16,21 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from framepack_api.api.deps import AppState, StateDep
+from framepack_api.jobs import metric_totals
 from framepack_api.jobs.db import read_tx
 from framepack_api.jobs.eta import work_steps
 from framepack_api.jobs.schema import JobStatus
-from framepack_api.jobs.tables import jobs
 
 router = APIRouter(tags=["service"])
 
-DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
-QUEUE_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 3600)
 RATE_WINDOW = 20
 
 
-def _histogram(conn: Any, name: str, doc: str, start: Any, end: Any, where: Any,
-               buckets: tuple[float, ...]) -> HistogramMetricFamily:
-    seconds = end - start
-    cols = [sa.func.sum(sa.case((seconds <= b, 1), else_=0)) for b in buckets]
-    row = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(seconds), 0.0), *cols)
-                       .where(where)).one()
-    count, total = int(row[0]), float(row[1])
-    cumulative = [(str(b), int(v or 0)) for b, v in zip(buckets, row[2:], strict=True)]
-    return HistogramMetricFamily(name, doc, buckets=[*cumulative, ("+Inf", count)], sum_value=total)
+def _histogram(totals: dict[str, float], name: str, doc: str, buckets: tuple[float, ...]) -> HistogramMetricFamily:
+    count = int(totals.get("count", 0))
+    cumulative = [(str(b), int(totals.get(str(b), 0))) for b in buckets]
+    return HistogramMetricFamily(name, doc, buckets=[*cumulative, ("+Inf", count)],
+                                 sum_value=totals.get("sum", 0.0))
 
 
 class StoreCollector(Collector):
@@ -57,16 +49,13 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("framepack_workers_alive", "Workers seen within one lease",
                                 value=len(store.live_workers(settings.lease_seconds)))
         with read_tx(store.engine) as conn:
-            yield _histogram(conn, "framepack_job_duration_seconds", "Run time of completed jobs",
-                             jobs.c.started_at, jobs.c.finished_at,
-                             jobs.c.status == JobStatus.completed.value, DURATION_BUCKETS)
-            yield _histogram(conn, "framepack_job_queue_seconds", "Time from submit to first start",
-                             jobs.c.created_at, jobs.c.started_at, jobs.c.started_at.is_not(None),
-                             QUEUE_BUCKETS)
-            errors = conn.execute(sa.select(jobs.c.error).where(jobs.c.status == JobStatus.failed.value)).scalars()
-            kinds = Counter(_failure_kind(e) for e in errors)
+            totals = metric_totals.read(conn)
+        yield _histogram(totals.get(metric_totals.DURATION, {}), "framepack_job_duration_seconds",
+                         "Run time of completed jobs", metric_totals.DURATION_BUCKETS)
+        yield _histogram(totals.get(metric_totals.QUEUE, {}), "framepack_job_queue_seconds",
+                         "Time from submit to first start", metric_totals.QUEUE_BUCKETS)
         failures = CounterMetricFamily("framepack_job_failures", "Failed jobs by kind of error", labels=["kind"])
-        for kind, n in sorted(kinds.items()):
+        for kind, n in sorted(totals.get(metric_totals.FAILURES, {}).items()):
             failures.add_metric([kind], n)
         yield failures
         recent = [j for j in store.list_finished(RATE_WINDOW)
@@ -76,15 +65,6 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("framepack_sampling_steps_per_second",
                                 f"Sampling steps per second over the last {RATE_WINDOW} completed jobs",
                                 value=steps / seconds if seconds > 0 else 0.0)
-
-
-def _failure_kind(error: str | None) -> str:
-    if not error:
-        return "unknown"
-    if error.startswith("worker lost"):
-        return "worker_lost"
-    head = error.split(":", 1)[0].strip()
-    return head if head.isidentifier() else "other"
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
