@@ -23,7 +23,7 @@ from framepack_api.api.auth import install_auth
 from framepack_api.api.deps import AppState
 from framepack_api.api.openai_errors import openai_error_response
 from framepack_api.api.request_guard import RequestGuard
-from framepack_api.api.routes import images, metrics, native, openai_videos, progress, training
+from framepack_api.api.routes import compat, images, metrics, native, openai_videos, progress, training
 from framepack_api.errors import (
     Conflict,
     FilesExpired,
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(openai_videos.router)  # errors in OpenAI's shape: see api/openai_errors.py
     app.include_router(training.router)
+    app.include_router(compat.router)  # FramePack-FastAPI's paths (docs/API.md)
     # Inside auth: a client without credentials gets its 401 before any body is read.
     app.add_middleware(RequestGuard, max_body_bytes=settings.body_limit, refuse=invalid_input_response,
                        router=app.router)
