@@ -117,7 +117,8 @@ def test_json_create_is_queued_with_the_fields_asked(client: TestClient) -> None
                                         "input_reference": {"image_url": data_url}})
     body = r.json()
     assert r.status_code == 200 and r.headers["openai-poll-after-ms"] == "1000"
-    assert (body["seconds"], body["size"], body["model"], body["progress"]) == ("8", "80x48", "framepack", 0)
+    assert (body["seconds"], body["size"], body["model"], body["progress"]) == ("8", "1792x1024", "framepack", 0)
+    assert body["frame_size"] == "80x48"  # the 64-pixel bucket nearest to 1792:1024
     job = client.get(f"/status/{body['id']}").json()
     assert job["params"]["seed"] == 7 and job["params"]["video_length"] == 8.0
     assert job["params"]["resolution"] == 64 and job["params"]["sampling_mode"] == "reverse"
