@@ -23,7 +23,7 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("fields", "param", "code", "fragment"), [
-    ({"model": "sora-2"}, "model", "invalid_model", "framepack, framepack-f1"),
+    ({"model": "sora-3"}, "model", "invalid_model", "framepack, framepack-f1"),
     ({"seconds": "abc"}, "seconds", "invalid_value", "seconds"),
     ({"seconds": "0"}, "seconds", "invalid_value", "above 0"),
     ({"seconds": "-4"}, "seconds", "invalid_value", "above 0"),
