@@ -223,7 +223,7 @@ def run_job(http: httpx.Client, png: bytes, params: dict[str, Any], poll: float,
     t0 = time.perf_counter()
     r = http.post("/generate", data=data, files={"image": ("image.png", png, "image/png")})
     t_sub = time.perf_counter()
-    if r.status_code != 202:
+    if r.status_code != 200:
         raise RuntimeError(f"POST /generate -> {r.status_code}: {r.text}")
     job_id = r.json()["job_id"]
     polls = 0

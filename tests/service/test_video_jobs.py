@@ -42,7 +42,7 @@ def test_forward_job_from_json_base64(server: Server, tmp_path: Path) -> None:
     body = {**FAST, "image": base64.b64encode(png_bytes((96, 160))).decode(), "sampling_mode": "forward",
             "latent_window_size": 3, "video_length": 0.4, "seed": -1}
     r = httpx.post(f"{server.url}/generate", json=body, timeout=30)
-    assert r.status_code == 202, r.text
+    assert r.status_code == 200, r.text
     job_id = r.json()["job_id"]
     status = server.wait_for(job_id)
     assert status["status"] == "completed", status
@@ -56,7 +56,7 @@ def test_end_image_in_reverse_mode(server: Server, tmp_path: Path) -> None:
     r = httpx.post(f"{server.url}/generate", data=FAST, timeout=30, files={
         "image": ("a.png", png_bytes(), "image/png"),
         "end_image": ("b.png", png_bytes(color=(0, 0, 255)), "image/png")})
-    assert r.status_code == 202, r.text
+    assert r.status_code == 200, r.text
     status = server.wait_for(r.json()["job_id"])
     assert status["status"] == "completed" and status["params"]["has_end_image"] is True
 
@@ -106,7 +106,8 @@ def test_idempotency_key_gives_the_same_job(server: Server) -> None:
     files = {"image": ("in.png", png_bytes(), "image/png")}
     first = httpx.post(f"{server.url}/generate", data=FAST, files=files, headers=headers)
     again = httpx.post(f"{server.url}/generate", data=FAST, files=files, headers=headers)
-    assert first.status_code == 202 and again.status_code == 200
+    assert first.status_code == 200 and again.status_code == 200
+    assert first.json()["message"] == "Job queued" and "Idempotency-Key" in again.json()["message"]
     assert first.json()["job_id"] == again.json()["job_id"]
     other = httpx.post(f"{server.url}/generate", data={**FAST, "prompt": "different"}, files=files,
                        headers=headers)
@@ -126,7 +127,7 @@ def test_200_concurrent_submits_are_200_distinct_jobs(tmp_path: Path) -> None:
                 for _ in range(n):
                     r = http.post("/generate", data=FAST, files={"image": ("i.png", image, "image/png")})
                     with lock:
-                        (ids if r.status_code == 202 else errors).append(r.json().get("job_id", r.text))
+                        (ids if r.status_code == 200 else errors).append(r.json().get("job_id", r.text))
 
         threads = [threading.Thread(target=submit_many, args=(10,)) for _ in range(20)]
         for t in threads:

@@ -12,18 +12,21 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from framepack_api import __version__
 from framepack_api.api.auth import install_auth
 from framepack_api.api.deps import AppState
-from framepack_api.api.openai_errors import openai_error_response
+from framepack_api.api.openai_errors import openai_error_response, unrouted_error
 from framepack_api.api.request_guard import RequestGuard
-from framepack_api.api.routes import images, metrics, native, openai_videos, progress, training
+from framepack_api.api.routes import compat, images, metrics, native, openai_videos, progress, training
 from framepack_api.errors import (
     Conflict,
     FilesExpired,
@@ -94,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(openai_videos.router)  # errors in OpenAI's shape: see api/openai_errors.py
     app.include_router(training.router)
+    app.include_router(compat.router)  # FramePack-FastAPI's paths (docs/API.md)
     # Inside auth: a client without credentials gets its 401 before any body is read.
     app.add_middleware(RequestGuard, max_body_bytes=settings.body_limit, refuse=invalid_input_response,
                        router=app.router)
@@ -144,9 +148,13 @@ async def _retention_forever(retention: Retention, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+def is_openai_path(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
 def invalid_input_response(path: str, exc: InvalidInput) -> JSONResponse:
     """422 (413 when too large) naming the field; in OpenAI's shape on /v1 routes."""
-    if path == "/v1" or path.startswith("/v1/"):
+    if is_openai_path(path):
         return openai_error_response(exc)
     field = [] if exc.field == exc.location else exc.field.split(".")
     body = {"detail": [{"loc": [exc.location, *field], "msg": exc.problem, "type": "value_error"}]}
@@ -184,6 +192,14 @@ def _document_error_responses(routes: Sequence[BaseRoute]) -> None:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        # Errors inside /v1 handlers are already in OpenAI's shape (OpenAIRoute); these are the ones
+        # the router raises itself: a /v1 path or method that no route serves.
+        if is_openai_path(request.url.path):
+            return openai_error_response(unrouted_error(request.method, request.url.path, exc))
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
         return invalid_input_response(request.url.path, exc)

@@ -12,11 +12,11 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -93,6 +93,17 @@ def to_openai_error(exc: Exception) -> OpenAIError:
     log.exception("unhandled error on a /v1 route", exc_info=exc)
     return OpenAIError(500, "The server had an error while processing your request.",
                        type="server_error", code="internal_error")
+
+
+def unrouted_error(method: str, path: str, exc: HTTPException) -> OpenAIError:
+    """A /v1 request that matched no route (404) or no method of its route (405), worded as OpenAI's
+    API words it, so that the SDK raises NotFoundError and friends with a readable message."""
+    if exc.status_code == 404:
+        return OpenAIError(404, f"Invalid URL ({method} {path})", code="unknown_url")
+    if exc.status_code == 405:
+        return OpenAIError(405, f"Method not allowed: {method} {path}", code="method_not_allowed",
+                           headers=exc.headers)
+    return to_openai_error(exc)
 
 
 def _from_validation(errors: list[Any]) -> OpenAIError:

@@ -36,6 +36,11 @@ from framepack_api.params import JobType, RemoteVideoParams, SamplingMode
 from framepack_api.settings import Settings
 
 LOCAL_MODELS: dict[str, SamplingMode] = {"framepack": "reverse", "framepack-f1": "forward"}
+# OpenAI's model names (the SDK's VideoModel literals), so that a client moving from Sora runs with
+# its model argument unchanged. Both tiers become FramePack's default (anti-drifting) sampling: "pro"
+# is a quality tier at OpenAI, not a different way of sampling, and F1 is chosen by name only.
+SORA_ALIASES: dict[str, str] = {name: "framepack" for name in (
+    "sora-2", "sora-2-pro", "sora-2-2025-10-06", "sora-2-pro-2025-10-06", "sora-2-2025-12-08")}
 DEFAULT_SECONDS = "4"
 DEFAULT_SIZE = "720x1280"  # OpenAI's default
 MAX_SIDE = 8192
@@ -74,9 +79,13 @@ def available_models(settings: Settings, backend: str) -> list[str]:
 
 
 def parse_model(settings: Settings, backend: str, value: Any) -> str:
+    """The model the job runs. Locally, OpenAI's names are aliases of ``framepack``; a remote backend
+    gets names as they are, since the server behind it may be OpenAI's own."""
     models = available_models(settings, backend)
     if value is None or value == "":
         return models[0]
+    if backend != "remote" and isinstance(value, str) and value in SORA_ALIASES:
+        return SORA_ALIASES[value]
     if value not in models:
         raise OpenAIError(400, f"Model '{value}' is not available on this server. "
                                f"Available models: {', '.join(models)}.", param="model", code="invalid_model")

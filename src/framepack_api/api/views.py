@@ -21,6 +21,14 @@ def iso(ts: float | None) -> str | None:
 class JobAccepted(BaseModel):
     job_id: str = Field(examples=["3f2c6a53-0d0e-4a53-9a5d-8a2b1f4b9f11"])
     status: JobStatus = Field(examples=["pending"])
+    message: str = Field(examples=["Job queued"], description="FramePack-FastAPI's clients show this; a replay "
+                                                              "of an Idempotency-Key says so here.")
+
+
+def accepted(job: Job, created: bool) -> dict[str, Any]:
+    """The submit answer: 200 either way, since FramePack-FastAPI's clients check for 200 only."""
+    message = "Job queued" if created else "Job already submitted with this Idempotency-Key"
+    return JobAccepted(job_id=job.id, status=job.status, message=message).model_dump(mode="json")
 
 
 class JobView(BaseModel):
@@ -52,6 +60,10 @@ class JobView(BaseModel):
     events_url: str | None = None
     batch_progress: dict[str, Any] | None = Field(None, description="Batch image jobs: each image's status, "
                                                                     "seed and progress.")
+    # FramePack-FastAPI's names for step, total_steps and message, for its existing clients.
+    progress_step: int | None = Field(None, description="Same as `step` (FramePack-FastAPI's name).")
+    progress_total: int | None = Field(None, description="Same as `total_steps` (FramePack-FastAPI's name).")
+    progress_info: str | None = Field(None, description="Same as `message` (FramePack-FastAPI's name).")
 
 
 def require_files(job: Job) -> None:
@@ -73,4 +85,5 @@ def job_view(job: Job, position: int | None = None) -> JobView:
         partial_video_url=f"/preview/{job.id}/video" if job.preview else None,
         thumbnail_url=f"/thumbnail/{job.id}", events_url=f"/events/{job.id}",
         batch_progress=batch_progress(job),
+        progress_step=job.step, progress_total=job.total_steps, progress_info=job.message,
     )

@@ -33,8 +33,8 @@ def limited(tmp_path: Path, db_url: str) -> Iterator[Target]:
 def test_the_server_wide_limit_answers_429_with_retry_after(limited: Target) -> None:
     client = limited.client
     first = client.post("/generate", json={"image": IMG, "steps": 2}, headers={"Idempotency-Key": "one"})
-    assert first.status_code == 202
-    assert client.post("/api/generate-image", json={"prompt": "a"}).status_code == 202
+    assert first.status_code == 200
+    assert client.post("/api/generate-image", json={"prompt": "a"}).status_code == 200
     before = limited.written()
     for path, body in (("/generate", {"image": IMG}), ("/api/generate-image", {"prompt": "b"}),
                        ("/api/video-generation/generate", {"run_id": 5, "drill_text": "squats"})):
@@ -50,14 +50,14 @@ def test_the_server_wide_limit_answers_429_with_retry_after(limited: Target) -> 
     assert again.status_code == 200 and again.json()["job_id"] == first.json()["job_id"]
     # Only pending jobs count: cancelling one makes room.
     assert client.post(f"/cancel/{first.json()['job_id']}").json()["status"] == "cancelled"
-    assert client.post("/api/generate-image", json={"prompt": "c"}).status_code == 202
+    assert client.post("/api/generate-image", json={"prompt": "c"}).status_code == 200
     assert limited.written()["jobs"] == before["jobs"] + 1
 
 
 def test_the_per_credential_limit_refuses_that_credential(tmp_path: Path, db_url: str) -> None:
     for target in make_target(tmp_path, db_url, max_pending_jobs_per_credential=1, api_keys=["k1", "k2"]):
         k1 = {"Authorization": "Bearer k1"}
-        assert target.client.post("/api/generate-image", json={"prompt": "a"}, headers=k1).status_code == 202
+        assert target.client.post("/api/generate-image", json={"prompt": "a"}, headers=k1).status_code == 200
         refused = target.client.post("/api/generate-image", json={"prompt": "b"}, headers=k1)
         assert refused.status_code == 429 and refused.headers["Retry-After"] == "7"
         assert "MAX_PENDING_JOBS_PER_CREDENTIAL" in refused.json()["detail"]
@@ -67,6 +67,6 @@ def test_the_per_credential_limit_refuses_that_credential(tmp_path: Path, db_url
 def test_another_credential_is_not_counted(tmp_path: Path, db_url: str) -> None:
     for target in make_target(tmp_path, db_url, max_pending_jobs_per_credential=1, api_keys=["k1", "k2"]):
         k1, k2 = {"Authorization": "Bearer k1"}, {"Authorization": "Bearer k2"}
-        assert target.client.post("/api/generate-image", json={"prompt": "a"}, headers=k1).status_code == 202
-        assert target.client.post("/api/generate-image", json={"prompt": "c"}, headers=k2).status_code == 202
+        assert target.client.post("/api/generate-image", json={"prompt": "a"}, headers=k1).status_code == 200
+        assert target.client.post("/api/generate-image", json={"prompt": "c"}, headers=k2).status_code == 200
         assert target.client.post("/api/generate-image", json={"prompt": "d"}, headers=k2).status_code == 429

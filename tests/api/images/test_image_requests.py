@@ -32,7 +32,7 @@ def status(client: TestClient, job_id: str) -> dict[str, Any]:
 def test_generate_image_stores_rounded_size_and_input(client: TestClient, image_settings: Any) -> None:
     r = client.post("/api/generate-image", json={**SMALL, "width": 100, "height": 70, "input_image": b64_png(),
                                                  "target_index": 3})
-    assert r.status_code == 202, r.text
+    assert r.status_code == 200, r.text
     job = status(client, r.json()["job_id"])
     assert job["type"] == "image" and job["status"] == "pending"
     params = job["params"]
@@ -59,7 +59,7 @@ def test_seed_002_defaults(client: TestClient) -> None:
 def test_batch_seeds_are_drawn_and_recorded(client: TestClient) -> None:
     r = client.post("/api/batch-images", json={"prompts": ["a", "b", "c"], "seeds": [5, -1], "batch_size": 2,
                                                "steps": 1, "width": 64, "height": 64})
-    assert r.status_code == 202, r.text
+    assert r.status_code == 200, r.text
     job = status(client, r.json()["job_id"])
     seeds = job["params"]["seeds"]
     assert len(seeds) == 3 and seeds[0] == 5 and all(0 <= s < 2**32 for s in seeds)
@@ -115,7 +115,7 @@ def test_every_lora_path_trick_is_refused(client: TestClient, lora_dir: Path, tm
     assert r.status_code == 422, r.text
     assert "lora_paths" in str(r.json()["detail"])
     ok = client.post(path, json={**body, "lora_paths": ["style.safetensors"]})
-    assert ok.status_code == 202, ok.text
+    assert ok.status_code == 200, ok.text
 
 
 def test_loras_are_listed(client: TestClient) -> None:
@@ -144,7 +144,7 @@ def test_results_of_unfinished_or_unknown_image_jobs(client: TestClient) -> None
 def test_batch_takes_one_input_image_for_all_prompts(client: TestClient, image_settings: Any) -> None:
     r = client.post("/api/batch-images", json={"prompts": ["a", "b"], "steps": 1, "width": 64, "height": 64,
                                                "input_image": b64_png(color=(10, 200, 30))})
-    assert r.status_code == 202, r.text
+    assert r.status_code == 200, r.text
     job = status(client, r.json()["job_id"])
     assert job["params"]["has_input_image"] is True and "input_image" not in job["params"]
     with Image.open(image_settings.storage_dir / "inputs" / job["job_id"] / "input_image.png") as stored:

@@ -23,7 +23,7 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("fields", "param", "code", "fragment"), [
-    ({"model": "sora-2"}, "model", "invalid_model", "framepack, framepack-f1"),
+    ({"model": "sora-3"}, "model", "invalid_model", "framepack, framepack-f1"),
     ({"seconds": "abc"}, "seconds", "invalid_value", "seconds"),
     ({"seconds": "0"}, "seconds", "invalid_value", "above 0"),
     ({"seconds": "-4"}, "seconds", "invalid_value", "above 0"),
@@ -117,7 +117,8 @@ def test_json_create_is_queued_with_the_fields_asked(client: TestClient) -> None
                                         "input_reference": {"image_url": data_url}})
     body = r.json()
     assert r.status_code == 200 and r.headers["openai-poll-after-ms"] == "1000"
-    assert (body["seconds"], body["size"], body["model"], body["progress"]) == ("8", "80x48", "framepack", 0)
+    assert (body["seconds"], body["size"], body["model"], body["progress"]) == ("8", "1792x1024", "framepack", 0)
+    assert body["frame_size"] == "80x48"  # the 64-pixel bucket nearest to 1792:1024
     job = client.get(f"/status/{body['id']}").json()
     assert job["params"]["seed"] == 7 and job["params"]["video_length"] == 8.0
     assert job["params"]["resolution"] == 64 and job["params"]["sampling_mode"] == "reverse"

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
+from openai.types import Video
 from PIL import Image
 
 from _servers import QUICK, SLOW, Server, png_bytes, wait_for
@@ -28,7 +29,11 @@ def test_create_and_poll_then_download_list_delete(sdk: OpenAI, local_server: Se
         input_reference=("start.png", png_bytes(), "image/png"), extra_body=QUICK)
     assert video.status == "completed", video.error
     assert video.object == "video" and video.model == "framepack" and video.progress == 100
-    assert video.seconds == "0.5" and video.size == expected_size(1280, 720) == "80x48"
+    # size is what was asked (the SDK's VideoSize allows only OpenAI's sizes); frame_size what was made.
+    assert video.seconds == "0.5" and video.size == "1280x720"
+    assert video.frame_size == expected_size(1280, 720) == "80x48"  # type: ignore[attr-defined]
+    strict = Video.model_validate(video.model_dump(), strict=True)
+    assert strict.size == "1280x720" and strict.frame_size == "80x48"  # type: ignore[attr-defined]
     assert video.prompt == "a runner doing high knees" and video.error is None
     assert video.completed_at is not None and video.completed_at >= video.created_at
     assert video.expires_at is None  # video_expiry_seconds is 0: kept until deleted
@@ -64,7 +69,7 @@ def test_text_to_video_f1_from_a_neutral_start(sdk: OpenAI, local_server: Server
     video = sdk.videos.create_and_poll(prompt="waves", model="framepack-f1", seconds="0.5", size="720x1280",
                                        extra_body=QUICK)
     assert video.status == "completed", video.error
-    assert video.size == expected_size(720, 1280) == "48x80"
+    assert video.size == "720x1280" and video.frame_size == expected_size(720, 1280) == "48x80"  # type: ignore[attr-defined]
     with local_server.http() as http:
         job = http.get(f"/status/{video.id}").json()
     assert job["params"]["sampling_mode"] == "forward"
@@ -110,7 +115,8 @@ def test_json_body_with_data_url_and_poll_header(local_server: Server) -> None:
                                           "input_reference": {"image_url": data_url}, **QUICK})
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["status"] in ("queued", "in_progress") and body["size"] == expected_size(480, 640)
+        assert body["status"] in ("queued", "in_progress") and body["size"] == "480x640"
+        assert body["frame_size"] == expected_size(480, 640)
         assert r.headers["openai-poll-after-ms"] == "100"
 
         def finished() -> httpx.Response | None:

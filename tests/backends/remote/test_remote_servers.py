@@ -30,7 +30,8 @@ def test_forwarded_video_completes(forwarder: Server, origin: Server, tmp_path: 
     video = sdk.videos.create_and_poll(prompt=prompt, seconds="0.5", size="1280x720",
                                        input_reference=("s.png", png_bytes(), "image/png"), extra_body=QUICK)
     assert video.status == "completed", video.error
-    assert (video.size, video.seconds, video.model) == ("80x48", "0.5", "framepack")
+    assert (video.size, video.seconds, video.model) == ("1280x720", "0.5", "framepack")
+    assert video.frame_size == "80x48"  # type: ignore[attr-defined]  # from the finished MP4
     sdk.videos.download_content(video.id).write_to_file(tmp_path / "v.mp4")
     info = read_mp4_info(tmp_path / "v.mp4")
     assert (info["width"], info["height"], info["frames"]) == (80, 48, 17)
@@ -40,7 +41,8 @@ def test_forwarded_video_completes(forwarder: Server, origin: Server, tmp_path: 
     # multipart carries every field as text; the origin parses it like any other request
     assert job["type"] == "remote_video" and job["params"]["extra"]["steps"] == "1"
     remote = origin_video_with_prompt(origin, prompt)
-    assert remote is not None and remote["status"] == "completed" and remote["size"] == "80x48"
+    assert remote is not None and remote["status"] == "completed" and remote["size"] == "1280x720"
+    assert remote["frame_size"] == "80x48"
     with origin.http() as http:
         origin_mp4 = http.get(f"/v1/videos/{remote['id']}/content").content
     assert origin_mp4 == (tmp_path / "v.mp4").read_bytes()  # downloaded, byte for byte

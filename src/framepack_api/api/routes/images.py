@@ -1,6 +1,7 @@
 """The image endpoints of seed 002, their results, and the LoRA list.
 
-``POST /api/generate-image``, ``/api/batch-images``, ``/api/transfer-image`` queue jobs (202 + job id);
+``POST /api/generate-image``, ``/api/batch-images``, ``/api/transfer-image``
+queue jobs (200 + job id, as FramePack-FastAPI answered);
 ``GET /result/{job_id}`` (in native.py, via ``image_file``) gives the PNG or a batch's ZIP,
 ``GET /result/{job_id}/{index}`` one image of a batch, ``GET /api/image/{job_id}`` the same as /result.
 """
@@ -25,7 +26,7 @@ from framepack_api.api.image_submit import (
     request_hash,
     submit_image_job,
 )
-from framepack_api.api.views import JobAccepted, require_files
+from framepack_api.api.views import JobAccepted, accepted, require_files
 from framepack_api.errors import JobNotFound, JobNotReady
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
@@ -43,8 +44,7 @@ async def _queue(state: StateDep, caller: Caller, job_type: JobType, body: BaseM
                  idempotency_key: str | None) -> JSONResponse:
     # Decoding images (Pillow) and writing files are blocking work: off the event loop.
     job, created = await run_in_threadpool(_submit, state, job_type, body, idempotency_key, caller.owner)
-    accepted = JobAccepted(job_id=job.id, status=job.status).model_dump(mode="json")
-    return JSONResponse(accepted, status_code=202 if created else 200, headers={"Location": f"/status/{job.id}"})
+    return JSONResponse(accepted(job, created), headers={"Location": f"/status/{job.id}"})
 
 
 def _submit(state: AppState, job_type: JobType, body: BaseModel, idempotency_key: str | None,
@@ -56,21 +56,21 @@ def _submit(state: AppState, job_type: JobType, body: BaseModel, idempotency_key
                             owner=owner)
 
 
-@router.post("/api/generate-image", status_code=202, response_model=JobAccepted, responses=ERRORS,
+@router.post("/api/generate-image", status_code=200, response_model=JobAccepted, responses=ERRORS,
              summary="Queue one image (one-frame inference; text to image without input_image)")
 async def generate_image(body: GenerateImageRequest, state: StateDep, caller: CallerDep,
                          idempotency_key: IdempotencyKey = None) -> JSONResponse:
     return await _queue(state, caller, JobType.image, body, idempotency_key)
 
 
-@router.post("/api/batch-images", status_code=202, response_model=JobAccepted, responses=ERRORS,
+@router.post("/api/batch-images", status_code=200, response_model=JobAccepted, responses=ERRORS,
              summary="Queue one image per prompt, batch_size images per forward pass")
 async def batch_images(body: BatchImagesRequest, state: StateDep, caller: CallerDep,
                        idempotency_key: IdempotencyKey = None) -> JSONResponse:
     return await _queue(state, caller, JobType.image_batch, body, idempotency_key)
 
 
-@router.post("/api/transfer-image", status_code=202, response_model=JobAccepted, responses=ERRORS,
+@router.post("/api/transfer-image", status_code=200, response_model=JobAccepted, responses=ERRORS,
              summary="Queue a kisekaeichi transfer: the reference's clothing/style onto the subject")
 async def transfer_image(body: TransferImageRequest, state: StateDep, caller: CallerDep,
                          idempotency_key: IdempotencyKey = None) -> JSONResponse:

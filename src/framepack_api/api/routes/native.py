@@ -17,7 +17,7 @@ from framepack_api.api.deps import StateDep, StoreDep
 from framepack_api.api.routes.images import image_file
 from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
 from framepack_api.api.uploads import check_size, decode_base64, form_text
-from framepack_api.api.views import JobAccepted, JobView, iso, job_view, require_files
+from framepack_api.api.views import JobAccepted, JobView, accepted, iso, job_view, require_files
 from framepack_api.disk import measure
 from framepack_api.errors import InvalidInput, JobNotReady
 from framepack_api.hardware import TINY_WARNING
@@ -71,7 +71,7 @@ def _openapi_body() -> dict[str, Any]:
     }}}
 
 
-@router.post("/generate", status_code=202, response_model=JobAccepted, openapi_extra=_openapi_body(),
+@router.post("/generate", status_code=200, response_model=JobAccepted, openapi_extra=_openapi_body(),
              summary="Queue an image-to-video job",
              responses={413: {"description": "Upload or image too large"},
                         422: {"description": "A field is invalid; `detail` names it"}})
@@ -91,9 +91,7 @@ async def generate(
         submit_video, state, params, images, priority=priority, idempotency_key=idempotency_key,
         webhook_url=webhook_url, webhook_events=webhook_events, owner=caller.owner,
     )
-    body = JobAccepted(job_id=job.id, status=job.status).model_dump(mode="json")
-    return JSONResponse(body, status_code=202 if created else 200,
-                        headers={"Location": f"/status/{job.id}"})
+    return JSONResponse(accepted(job, created), headers={"Location": f"/status/{job.id}"})
 
 
 async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[str, Any], dict[str, bytes]]:

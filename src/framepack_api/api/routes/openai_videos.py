@@ -27,7 +27,9 @@ from framepack_api.api.views import require_files
 from framepack_api.errors import JobNotFound, JobNotReady
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
+from framepack_api.media.images import find_nearest_bucket
 from framepack_api.media.spritesheet import write_spritesheet
+from framepack_api.params import JobType
 from framepack_api.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible videos"], route_class=OpenAIRoute)
@@ -51,15 +53,27 @@ def video_object(job: Job, meta: VideoMeta, settings: Settings) -> dict[str, Any
         error = {"code": "cancelled", "message": job.message or "The video was cancelled."}
     elif job.status is JobStatus.failed:
         error = {"code": "generation_failed", "message": job.error or "The video could not be generated."}
-    info = (job.result or {}).get("info") or {}
-    size = f"{info['width']}x{info['height']}" if "width" in info and "height" in info else meta.size
     return {
         "id": job.id, "object": "video", "model": meta.model, "status": STATUS[job.status],
         "progress": 100 if job.status is JobStatus.completed else int(job.progress),
         "created_at": int(meta.created_at), "completed_at": completed_at, "expires_at": expires_at,
-        "size": size, "seconds": meta.seconds, "prompt": job.params.get("prompt", ""),
+        "size": meta.size, "frame_size": frame_size(job, meta), "seconds": meta.seconds,
+        "prompt": job.params.get("prompt", ""),
         "remixed_from_video_id": None, "error": error,
     }
+
+
+def frame_size(job: Job, meta: VideoMeta) -> str:
+    """The WxH of the frames made. ``size`` stays what was asked, since the SDK's ``VideoSize`` allows
+    only OpenAI's four sizes and FramePack makes the nearest bucket at the server's resolution."""
+    info = (job.result or {}).get("info") or {}
+    if "width" in info and "height" in info:
+        return f"{info['width']}x{info['height']}"
+    if job.type is JobType.video and "resolution" in job.params:
+        width, height = parse_size(meta.size)
+        bucket_h, bucket_w = find_nearest_bucket(height, width, int(job.params["resolution"]))
+        return f"{bucket_w}x{bucket_h}"
+    return meta.size
 
 
 def _answer(obj: dict[str, Any], settings: Settings) -> JSONResponse:
@@ -99,7 +113,7 @@ async def create_video(
     submitted = await run_in_threadpool(submit_request, state, req, backend, idempotency_key=idempotency_key,
                                         owner=caller.owner)
     meta = await run_in_threadpool(openai_store.record, state.engine, submitted.job, model=model,
-                                   seconds=seconds, size=submitted.size)
+                                   seconds=seconds, size=f"{width}x{height}")
     return _answer(video_object(submitted.job, meta, settings), settings)
 
 

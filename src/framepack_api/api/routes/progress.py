@@ -7,8 +7,8 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -28,12 +28,16 @@ THUMBNAIL_SIDE = 320
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _format(event: Event) -> str:
-    data = json.dumps({**event.data, "event_id": event.id, "kind": event.kind, "time": event.created_at})
+Decorate = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _format(event: Event, decorate: Decorate | None = None) -> str:
+    fields = {**event.data, "event_id": event.id, "kind": event.kind, "time": event.created_at}
+    data = json.dumps(decorate(fields) if decorate else fields)
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
 
 
-def _resume_point(last_event_id_header: str | None) -> int:
+def resume_point(last_event_id_header: str | None) -> int:
     if not last_event_id_header:
         return 0
     try:
@@ -43,8 +47,10 @@ def _resume_point(last_event_id_header: str | None) -> int:
                                           "msg": "must be an event id (an integer)"}]) from None
 
 
-async def _stream(request: Request, state: AppState, after: int, job_id: str | None,
-                  owner: str | None) -> AsyncIterator[str]:
+async def event_stream(request: Request, state: AppState, after: int, job_id: str | None,
+                       owner: str | None, decorate: Decorate | None = None) -> AsyncIterator[str]:
+    """The SSE text of the event log from ``after`` on; ``decorate`` may add fields to each event's data
+    (the FramePack-FastAPI route adds its field names)."""
     keepalive = state.settings.sse_keepalive_seconds
     last_sent = time.monotonic()
     yield "retry: 2000\n\n"
@@ -52,7 +58,7 @@ async def _stream(request: Request, state: AppState, after: int, job_id: str | N
         events = await run_in_threadpool(read_events, state.engine, after_id=after, job_id=job_id, owner=owner)
         for event in events:
             after = event.id
-            yield _format(event)
+            yield _format(event, decorate)
             last_sent = time.monotonic()
             if job_id is not None and event.is_terminal:
                 return
@@ -79,8 +85,8 @@ async def job_events(
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     await run_in_threadpool(state.store.get, job_id, caller.scope)  # 404 before the stream starts
-    after = _resume_point(last_event_id_header)
-    return StreamingResponse(_stream(request, state, after, job_id, caller.scope), media_type="text/event-stream",
+    after = resume_point(last_event_id_header)
+    return StreamingResponse(event_stream(request, state, after, job_id, caller.scope), media_type="text/event-stream",
                              headers=SSE_HEADERS)
 
 
@@ -90,9 +96,9 @@ async def all_events(
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     # A new dashboard starts from now; one that reconnects resumes where it was.
-    after = _resume_point(last_event_id_header) if last_event_id_header else \
+    after = resume_point(last_event_id_header) if last_event_id_header else \
         await run_in_threadpool(last_event_id, state.engine)
-    return StreamingResponse(_stream(request, state, after, None, caller.scope), media_type="text/event-stream",
+    return StreamingResponse(event_stream(request, state, after, None, caller.scope), media_type="text/event-stream",
                              headers=SSE_HEADERS)
 
 
