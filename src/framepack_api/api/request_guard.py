@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import parse_qsl
 
+import anyio
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +27,9 @@ from framepack_api.errors import InvalidInput
 from framepack_api.params.fields import text_problem
 
 Refuse = Callable[[str, InvalidInput], Response]
+
+
+INLINE_INSPECT_BYTES = 64 * 1024
 
 
 def _is_json(content_type: str) -> bool:
@@ -51,7 +55,10 @@ class RequestGuard:
             self._check_declared_length(headers.get("content-length"))
             if _is_json(headers.get("content-type", "")):
                 body = await self._read_body(receive)
-                safe_json.inspect_body(body)
+                if len(body) > INLINE_INSPECT_BYTES:  # a large body is parsed off the event loop
+                    await anyio.to_thread.run_sync(safe_json.inspect_body, body)
+                else:
+                    safe_json.inspect_body(body)
                 receive = _replay(body, receive)
         except InvalidInput as exc:
             await self.refuse(scope["path"], exc)(scope, receive, send)
