@@ -330,14 +330,7 @@ class JobStore:
               "message": "requeued: its worker stopped answering", "progress": 0.0, "step": None,
               "section": None}),
         ]
-        reaped: list[str] = []
-        with write_tx(self.engine) as conn:
-            for where, values in rounds:
-                for row in conn.execute(jobs.update().where(where).values(**values).returning(*jobs.c)).all():
-                    emit_status(conn, row, now)
-                    count_transition(conn, row)
-                    reaped.append(row.id)
-        return reaped
+        return self._apply_rounds(rounds, now)
 
     def worker_killed(self, worker_id: str, reason: str, *, give_up_after: int = 2) -> list[str]:
         """A worker died by a signal: its job is requeued at once with the reason, or failed with it
@@ -360,6 +353,11 @@ class JobStore:
               "signal_deaths": deaths, "error": reason, "message": f"requeued: {reason}", "progress": 0.0,
               "step": None, "section": None}),
         ]
+        return self._apply_rounds(rounds, now)
+
+    def _apply_rounds(self, rounds: list[tuple[Any, dict[str, Any]]], now: float) -> list[str]:
+        """Conditional UPDATEs in order, in one transaction (a row matched by an earlier round no longer
+        matches a later one); each changed row gets its status event and its metric totals."""
         changed: list[str] = []
         with write_tx(self.engine) as conn:
             for where, values in rounds:
