@@ -20,7 +20,7 @@ $(BIN)/python:
 
 $(VENV)/.installed-serve: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet $(PIP_C) -e ".[ui]"
+	$(BIN)/pip install --quiet $(PIP_C) -e ".[server,gpu,ui]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(BIN)/python

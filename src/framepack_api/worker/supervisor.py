@@ -28,7 +28,8 @@ SIGNAL_DEATHS_BEFORE_GIVING_UP = 2
 
 def death_reason(signum: int) -> str:
     """Why a worker's job stopped, as recorded in the job's `error`."""
-    if signum == signal.SIGKILL:
+    # Windows has no SIGKILL (and no negative return codes): 9 is what POSIX kernels send.
+    if signum == getattr(signal, "SIGKILL", 9):
         # What the kernel's OOM killer sends; an operator's kill -9 looks the same.
         return "worker killed by signal 9, likely out of memory"
     try:

@@ -20,6 +20,7 @@ import torch
 from framepack_api.backends.framepack import memory
 from framepack_api.backends.framepack.memory import FreeBytes, Placement
 from framepack_api.backends.framepack.tiny import HUNYUAN_DIR, SIGLIP_DIR, TRANSFORMER_DIR, ensure_tiny_model
+from framepack_api.hardware import auto_device
 from framepack_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,9 @@ def resolve_device(settings: Settings, preset: Preset) -> torch.device:
     if settings.device != "auto":
         return torch.device(settings.device)
     # The tiny model runs on the CPU unless a device is named: it is there to work without a GPU.
-    if preset != "tiny" and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
+    if preset == "tiny":
+        return torch.device("cpu")
+    return torch.device(auto_device())  # CUDA, then Apple's MPS, then the CPU
 
 
 @dataclass

@@ -56,6 +56,12 @@ def torch_modules(pipe: Any) -> dict[str, torch.nn.Module]:
     return {name: m for name, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
 
 
+def mps_free_bytes() -> int:
+    """Apple silicon shares memory between CPU and GPU: Metal's recommended working set, less what
+    this process already holds there."""
+    return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+
+
 def cuda_free_bytes(device: torch.device) -> int:
     """VRAM this process may still use: the driver's free memory plus what PyTorch's allocator holds
     cached but unused (the last job's activations), capped by the process's memory fraction
@@ -113,7 +119,7 @@ def choose_placement(memory_mode: MemoryMode, device: torch.device, sizes: Model
     if memory_mode != "auto":
         return memory_mode
     if free_bytes is None:
-        free_bytes = cuda_free_bytes(device)
+        free_bytes = mps_free_bytes() if device.type == "mps" else cuda_free_bytes(device)
     keep = int(preserve_gb * GIB)
     placement: Placement
     if sizes.total + ACTIVATION_HEADROOM_BYTES + keep <= free_bytes:
