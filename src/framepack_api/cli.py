@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 from pathlib import Path
 from types import FrameType
@@ -34,8 +33,10 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+def _logging(settings: Settings) -> None:
+    from framepack_api.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
 
 
 @app.command()
@@ -54,15 +55,17 @@ def serve(
     from framepack_api.jobs.db import create_engine, upgrade
     from framepack_api.worker.supervisor import Supervisor
 
-    _logging()
     settings = _settings(host=host, port=port, workers=workers, model=_model(model), data_dir=data_dir,
                          database_url=database_url)
+    _logging(settings)
     engine = create_engine(settings.resolved_database_url)
     upgrade(engine)  # before any worker starts, so they never race to create the schema
     engine.dispose()
     supervisor = Supervisor(settings, settings.workers)
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                            access_log=settings.access_log,
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                            log_level=settings.log_level.lower(), access_log=settings.access_log,
+                            # json: uvicorn's lines go through the root handler, in the same format
+                            log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
                             # Open event streams must not hold a shutdown (and its workers' requeue) hostage.
                             timeout_graceful_shutdown=5)
     received: list[int] = []
@@ -100,8 +103,8 @@ def worker(
     from framepack_api.backends.registry import create_backend
     from framepack_api.worker.runner import Worker
 
-    _logging()
     settings = _settings(model=_model(model), data_dir=data_dir, database_url=database_url)
+    _logging(settings)
     runner = Worker(settings, create_backend)
     runner.install_signal_handlers()
     runner.run_forever(max_jobs=max_jobs)

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     reap_interval_seconds: float = Field(5.0, gt=0)
     poll_interval_seconds: float = Field(0.5, gt=0, description="Longest wait between claims when idle.")
     access_log: bool = Field(True, description="uvicorn's line per request.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object per line (time, level, logger, message, job_id, worker_id).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level logged.")
     ui_enabled: bool = Field(True, description="Mount the web page at /ui when the `ui` extra is installed.")
     recent_finished_limit: int = Field(20, ge=0, le=1000)
 

@@ -26,7 +26,7 @@ from framepack_api.api.auth import install_auth
 from framepack_api.api.deps import AppState
 from framepack_api.api.openai_errors import openai_error_response, unrouted_error
 from framepack_api.api.request_guard import RequestGuard
-from framepack_api.api.routes import compat, images, metrics, native, openai_videos, progress, training
+from framepack_api.api.routes import compat, images, metrics, native, openai_videos, progress, readiness, training
 from framepack_api.errors import (
     Conflict,
     FilesExpired,
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="framepack-api", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.include_router(native.router)
+    app.include_router(readiness.router)
     app.include_router(images.router)
     app.include_router(progress.router)
     app.include_router(metrics.router)

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from framepack_api.api.openai_errors import error_body
 from framepack_api.settings import Settings
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/ready"})  # probes: liveness and readiness
 CREDENTIALS_OK = "framepack_credentials_ok"  # request.state key set on open paths
 
 

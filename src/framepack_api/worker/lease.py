@@ -7,6 +7,7 @@ lease has run out does the worker give the job up (`LeaseLost`); the reaper then
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -78,7 +79,9 @@ class Lease:
         self.last_section = 0
         self.lock = threading.Lock()
         self.done = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"lease-{job.id[:8]}", daemon=True)
+        # In the job's logging context, so heartbeat lines carry its job and worker ids.
+        self.thread = threading.Thread(target=contextvars.copy_context().run, args=(self._beat,),
+                                       name=f"lease-{job.id[:8]}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()

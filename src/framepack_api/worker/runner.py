@@ -24,6 +24,7 @@ from framepack_api.jobs.db import create_engine, upgrade
 from framepack_api.jobs.retention import sweep_work_dirs
 from framepack_api.jobs.scheduling import scheduling_options
 from framepack_api.jobs.store import Job, JobStore
+from framepack_api.logs import log_context
 from framepack_api.settings import Settings
 from framepack_api.storage import LocalStorage
 from framepack_api.worker.lease import Lease, ShutdownRequested, is_transient
@@ -66,6 +67,10 @@ class Worker:
         signal.signal(signal.SIGINT, _stop)
 
     def run_forever(self, *, max_jobs: int | None = None) -> None:
+        with log_context(worker_id=self.id):
+            self._run_forever(max_jobs)
+
+    def _run_forever(self, max_jobs: int | None) -> None:
         upgrade(self.engine)
         self._seen("starting")
         backend = self.backend_factory(self.settings)
@@ -141,6 +146,10 @@ class Worker:
     # -- one job -----------------------------------------------------------------------------
 
     def run_one(self, backend: Backend, job: Job) -> None:
+        with log_context(worker_id=self.id, job_id=job.id):
+            self._run_one(backend, job)
+
+    def _run_one(self, backend: Backend, job: Job) -> None:
         log.info("job %s: attempt %d of %d", job.id, job.attempt, job.max_attempts)
         self._seen("busy", job.id)
         lease = Lease(self.store, job, self.settings.heartbeat_seconds, self.stopping)

@@ -19,6 +19,7 @@ import torch
 
 from framepack_api.backends.framepack import memory
 from framepack_api.backends.framepack.memory import FreeBytes, Placement
+from framepack_api.backends.framepack.quiet import quiet_model_stack, siglip_image_processor_class
 from framepack_api.backends.framepack.tiny import HUNYUAN_DIR, SIGLIP_DIR, TRANSFORMER_DIR, ensure_tiny_model
 from framepack_api.hardware import auto_device
 from framepack_api.settings import Settings
@@ -127,8 +128,9 @@ def load_llama_tokenizer(hunyuan_repo: str) -> Any:
 def load_tiny(settings: Settings) -> LoadedModel:
     """The tiny model, through the same ``from_pretrained`` calls as the real presets (fp32, CPU)."""
     from diffusers import HunyuanVideoFramepackPipeline, HunyuanVideoFramepackTransformer3DModel
-    from transformers import SiglipImageProcessor, SiglipVisionModel
+    from transformers import SiglipVisionModel
 
+    SiglipImageProcessor = siglip_image_processor_class()
     path = ensure_tiny_model(settings.models_dir)
     hunyuan, siglip = str(path / HUNYUAN_DIR), str(path / SIGLIP_DIR)
     pipe = HunyuanVideoFramepackPipeline.from_pretrained(
@@ -179,8 +181,9 @@ def load_real(settings: Settings, preset: Preset) -> LoadedModel:
     SigLIP (image_encoder / feature_extractor) from flux_redux_bfl in fp16; the transformer in bf16.
     """
     from diffusers import HunyuanVideoFramepackPipeline
-    from transformers import SiglipImageProcessor, SiglipVisionModel
+    from transformers import SiglipVisionModel
 
+    SiglipImageProcessor = siglip_image_processor_class()
     mode = PRESET_MODE[preset]
     transformer = load_transformer(settings, mode)
     feature_extractor = SiglipImageProcessor.from_pretrained(
@@ -218,6 +221,7 @@ def load_real(settings: Settings, preset: Preset) -> LoadedModel:
 
 def load_model(settings: Settings) -> LoadedModel:
     """Load the preset ``settings.model`` resolves to (see ``resolve_preset``)."""
+    quiet_model_stack()
     preset = resolve_preset(settings)
     if preset == "tiny":
         return load_tiny(settings)
