@@ -235,6 +235,38 @@ def models_ls() -> None:
     print("tiny          random weights, built offline; for tests and machines without a GPU")
 
 
+@models_app.command("download")
+def models_download(
+    preset: Annotated[str, typer.Argument(help="framepack (default), framepack-f1, all, or one part: hunyuan, "
+                                               "flux_redux_bfl, FramePackI2V_HY, F1.")] = "framepack",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List repos, files, sizes and what is cached; "
+                                                            "download nothing.")] = False,
+) -> None:
+    """Download the real weights into the Hugging Face cache (HF_HOME; HF_TOKEN for gated repos)."""
+    from framepack_api import weights
+
+    try:
+        parts = weights.plan(Settings(), preset)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="PRESET") from None
+    for part in parts:
+        cached = weights.state(part)
+        line = f"{part.name:16} {part.repo}  [{cached}]  files: {', '.join(part.allow_patterns)}"
+        if dry_run:
+            size = weights.remote_size(part)
+            line += f"  size: {size / 1e9:.1f} GB" if size is not None else "  size: unknown (hub not reachable)"
+        print(line)
+        if dry_run or cached == "present":
+            continue
+        try:
+            print(f"  downloaded to {weights.download(part)}")
+        except Exception as exc:  # offline, gated without HF_TOKEN, disk full: say which and stop
+            console.print(f"[red]could not download {part.repo}:[/red] {exc.__class__.__name__}: {exc}\n"
+                          "Is huggingface.co reachable (HF_ENDPOINT, HF_HUB_OFFLINE unset)? "
+                          "Gated repos need HF_TOKEN.")
+            raise typer.Exit(1) from None
+
+
 @models_app.command("build-tiny")
 def models_build_tiny(data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """Build the tiny model now (otherwise the first worker builds it)."""

@@ -26,6 +26,7 @@ from framepack_api.jobs.eta import Estimator
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.params import IMAGE_JOB_TYPES, VideoParams
 from framepack_api.webhooks import parse_webhook_events, validate_webhook_url
+from framepack_api.weights import HealthState, health_report
 
 router = APIRouter(tags=["video jobs"])
 
@@ -214,6 +215,9 @@ class Health(BaseModel):
     counts: dict[str, int]
     disk_free_mb: float | None = Field(None, description="Free space where data_dir lives.")
     disk_floor_mb: float = Field(0, description="Below this, submits get 507 and running jobs fail.")
+    weights: dict[str, HealthState] = Field(
+        default_factory=dict, description="The real model's parts (`framepack-api models download` names) in "
+                                          "this host's Hugging Face cache; loading while a worker loads them.")
 
 
 @router.get("/health", response_model=Health, tags=["service"],
@@ -250,5 +254,6 @@ def health(request: Request, state: StateDep) -> JSONResponse:
         warning=TINY_WARNING if state.model == "tiny" else None,
         counts=counts,
         disk_free_mb=round(space.free_mb, 1), disk_floor_mb=settings.min_free_disk_mb,
+        weights=health_report(settings, loading=state.model != "tiny" and len(workers) > len(ready)),
     )
     return JSONResponse(body.model_dump(), status_code=503 if reasons else 200)
