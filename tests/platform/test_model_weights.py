@@ -59,7 +59,7 @@ def test_plans_name_the_repos_and_only_the_files_framepack_loads() -> None:
     assert len(weights.plan(settings, "all")) == 4
     hunyuan = weights.plan(settings, "hunyuan")[0]
     assert "vae/*" in hunyuan.allow_patterns and not any(p.startswith("transformer") for p in hunyuan.allow_patterns)
-    with pytest.raises(ValueError, match="framepack-f1.*FramePackI2V_HY"):
+    with pytest.raises(ValueError, match=r"framepack-f1.*FramePackI2V_HY"):
         weights.plan(settings, "FramePack")
 
 
