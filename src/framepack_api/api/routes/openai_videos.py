@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 
 from framepack_api.api import openai_store
 from framepack_api.api.auth import Caller, CallerDep
+from framepack_api.api.contract import SUBMIT_CODES, errors
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.openai_errors import OpenAIError, OpenAIRoute
 from framepack_api.api.openai_store import VideoMeta
@@ -90,7 +91,7 @@ def _load(state: AppState, video_id: str, caller: Caller) -> tuple[VideoMeta, Jo
     return meta, state.store.get(video_id, caller.scope)
 
 
-@router.post("/videos", summary="Create a video (OpenAI's API)")
+@router.post("/videos", summary="Create a video (OpenAI's API)", responses=errors(*SUBMIT_CODES))
 async def create_video(
     request: Request, state: StateDep, caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
@@ -173,7 +174,7 @@ def _unsupported_reference(param: str) -> OpenAIError:
                             "here (there is no files API).", param=param, code="unsupported_parameter")
 
 
-@router.get("/videos/{video_id}", summary="Retrieve a video")
+@router.get("/videos/{video_id}", summary="Retrieve a video", responses=errors(404))
 def retrieve_video(video_id: str, state: StateDep, caller: CallerDep) -> JSONResponse:
     meta, job = _load(state, video_id, caller)
     return _answer(video_object(job, meta, state.settings), state.settings)
@@ -197,7 +198,7 @@ def list_videos(
             "last_id": data[-1]["id"] if data else None, "has_more": has_more}
 
 
-@router.delete("/videos/{video_id}", summary="Delete a video (cancels it when running)")
+@router.delete("/videos/{video_id}", summary="Delete a video (cancels it when running)", responses=errors(404))
 def delete_video(video_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     meta = openai_store.get(state.engine, video_id, caller.scope)
     if meta is None:
@@ -221,7 +222,7 @@ def delete_video(video_id: str, state: StateDep, caller: CallerDep) -> dict[str,
 
 
 @router.get("/videos/{video_id}/content", summary="Download the MP4, a thumbnail or a spritesheet",
-            responses={200: {"content": {"video/mp4": {}, "image/jpeg": {}}}})
+            responses={200: {"content": {"video/mp4": {}, "image/jpeg": {}}}, **errors(404)})
 async def video_content(
     video_id: str, state: StateDep, caller: CallerDep,
     variant: Annotated[Literal["video", "thumbnail", "spritesheet"], Query()] = "video",
