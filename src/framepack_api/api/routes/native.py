@@ -24,6 +24,7 @@ from framepack_api.errors import InvalidInput, JobNotReady
 from framepack_api.hardware import TINY_WARNING
 from framepack_api.jobs.db import ping
 from framepack_api.jobs.eta import Estimator
+from framepack_api.jobs.events import EVENT_KINDS
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.params import IMAGE_JOB_TYPES, VideoParams
 from framepack_api.webhooks import parse_webhook_events, validate_webhook_url
@@ -60,7 +61,15 @@ class GenerateJSON(VideoParams):
 def _openapi_body() -> dict[str, Any]:
     schema = GenerateJSON.model_json_schema()
     schema["properties"].pop("has_end_image", None)
+    schema["properties"]["webhook_events"]["anyOf"][0]["items"]["enum"] = sorted(EVENT_KINDS)
     multipart = json.loads(json.dumps(schema))
+    for prop in multipart["properties"].values():
+        # A form cannot send null: an optional field is left out instead.
+        branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
+        if len(branches) == 1:
+            prop.update(branches[0])
+        elif branches:
+            prop["anyOf"] = branches
     for name in IMAGE_FIELDS:
         multipart["properties"][name] = {"type": "string", "format": "binary",
                                          "description": schema["properties"][name].get("description", "")}
