@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -62,7 +63,13 @@ class Settings(BaseSettings):
     partial_videos: bool = Field(True, description="Write the video so far after each section. Each one "
                                                    "re-encodes everything so far: turn off for very long videos.")
     sse_keepalive_seconds: float = Field(15.0, gt=0)
-    webhook_secret: str = Field("", description="HMAC-SHA256 key for webhook signatures.")
+    webhook_secret: str = Field("", description="Webhook signing secret: `whsec_<base64>` as Standard Webhooks "
+                                                "libraries expect (docs/API.md#webhooks shows how to make one); any "
+                                                "other string is used as its UTF-8 bytes.")
+    webhook_signature: Literal["standard", "legacy", "both"] = Field(
+        "standard", description="Signature headers: `standard` (Standard Webhooks: webhook-id, webhook-timestamp, "
+                                "webhook-signature), `legacy` (X-FramePack-Signature), or `both` while receivers "
+                                "migrate (docs/API.md#webhooks).")
     webhook_allowed_hosts: list[str] = Field(default_factory=list,
                                              description="Empty: any host. Else only these hosts.")
     webhook_timeout_seconds: float = Field(10.0, gt=0)
@@ -96,6 +103,19 @@ class Settings(BaseSettings):
         default_factory=dict, description="Extra FramePack knobs (steps, seed, ...) for training videos.")
     video_expiry_seconds: float = Field(0.0, ge=0, description="/v1 downloads expire after; 0 = never.")
     openai_poll_after_ms: int = Field(1000, ge=50, le=60000, description="openai-poll-after-ms header.")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _usable_webhook_secret(cls, value: str) -> str:
+        if value.startswith("whsec_"):  # Standard Webhooks' form: the key is the base64 after the prefix
+            encoded = value[len("whsec_"):]
+            try:
+                key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+            except ValueError:
+                raise ValueError("a whsec_ secret must be followed by base64 (docs/API.md#webhooks)") from None
+            if not key:
+                raise ValueError("a whsec_ secret must not be empty")
+        return value
 
     @field_validator("api_keys", "basic_auth_users", "admin_api_keys", "cors_origins", "outbound_allow",
                      "training_params", mode="before")

@@ -8,18 +8,28 @@ Deliveries run concurrently, at most ``webhook_per_host_concurrency`` to one hos
 pass net_guard's rules at submit and again at connect time; a refused or unparseable URL fails its
 delivery at once with the reason (retrying cannot fix it).
 
-Signature: ``X-FramePack-Signature: sha256=<hex>`` is HMAC-SHA256 with the server's
-``WEBHOOK_SECRET`` over ``f"{timestamp}.".encode() + body``, where ``timestamp`` is the
-``X-FramePack-Timestamp`` header (unix seconds). Receivers should also reject old timestamps.
+Signatures (``WEBHOOK_SIGNATURE``):
+
+- ``standard`` (default): Standard Webhooks (standardwebhooks.com), so receivers verify with any of
+  its libraries: ``webhook-id`` (the same on every retry of a delivery), ``webhook-timestamp`` (unix
+  seconds of this attempt) and ``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``.
+  The key is the base64 part of a ``whsec_<base64>`` secret; any other secret is used as its UTF-8
+  bytes (such a receiver passes ``"whsec_" + base64(secret)`` to its library).
+- ``legacy``: ``X-FramePack-Signature: sha256=<hex>``, HMAC-SHA256 with the secret's UTF-8 bytes over
+  ``f"{timestamp}.".encode() + body`` (``X-FramePack-Timestamp``), as before Standard Webhooks.
+- ``both``: both sets of headers, while receivers migrate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 import logging
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,13 +93,64 @@ def parse_webhook_events(value: Any) -> list[str] | None:
     return cleaned or None
 
 
+SECRET_PREFIX = "whsec_"
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of Standard Webhooks signatures: the base64 part of ``whsec_<base64>``, else the
+    secret's own UTF-8 bytes. ValueError for a ``whsec_`` secret that is not base64."""
+    if not secret.startswith(SECRET_PREFIX):
+        return secret.encode()
+    encoded = secret[len(SECRET_PREFIX):]
+    try:
+        # Standard Webhooks libraries accept unpadded secrets; so does this.
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a whsec_ secret must be followed by base64") from None
+    if not key:
+        raise ValueError("a whsec_ secret must not be empty")
+    return key
+
+
+def new_secret() -> str:
+    """A fresh ``whsec_`` secret with a 256-bit key."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def sign_standard(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,`` + base64 HMAC-SHA256 of ``{id}.{timestamp}.{body}``."""
+    mac = hmac.new(signing_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The legacy ``X-FramePack-Signature`` value."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
 
 
 def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    """Check a legacy ``X-FramePack-Signature``."""
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def signature_headers(settings: Settings, msg_id: str, timestamp: str, body: bytes) -> dict[str, str]:
+    """The signature headers that ``WEBHOOK_SIGNATURE`` asks for."""
+    headers: dict[str, str] = {}
+    if settings.webhook_signature in ("standard", "both"):
+        headers["webhook-id"] = msg_id
+        headers["webhook-timestamp"] = timestamp
+        headers["webhook-signature"] = sign_standard(settings.webhook_secret, msg_id, timestamp, body)
+    if settings.webhook_signature in ("legacy", "both"):
+        headers["X-FramePack-Timestamp"] = timestamp
+        headers["X-FramePack-Signature"] = sign(settings.webhook_secret, timestamp, body)
+    return headers
+
+
+def message_id(delivery: dict[str, Any]) -> str:
+    """``webhook-id``: one per event and target, the same on every retry, so receivers can drop
+    duplicates. The job id (a UUID) makes it unique across servers; the event id within the job."""
+    return f"{delivery['job_id']}_{delivery['event_id']}"
 
 
 def backoff(attempts: int) -> float:
@@ -226,8 +287,7 @@ class WebhookDispatcher:
             "User-Agent": "framepack-api-webhooks",
             "X-FramePack-Event": str(delivery["payload"].get("type", "")),
             "X-FramePack-Delivery": str(delivery["id"]),
-            "X-FramePack-Timestamp": timestamp,
-            "X-FramePack-Signature": sign(self.settings.webhook_secret, timestamp, body),
+            **signature_headers(self.settings, message_id(delivery), timestamp, body),
         }
         try:
             request = http.build_request("POST", delivery["url"], content=body, headers=headers)

@@ -8,6 +8,7 @@ Receivers listen on loopback, which the server may only reach because these test
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import socket
@@ -20,16 +21,19 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from standardwebhooks import Webhook as StandardWebhook
+from standardwebhooks import WebhookVerificationError
 
 from framepack_api.jobs.db import create_engine, upgrade, write_tx
 from framepack_api.jobs.tables import webhook_deliveries
 from framepack_api.net_guard import NetGuard, guarded_async_client
-from framepack_api.webhooks import WebhookDispatcher, verify
+from framepack_api.webhooks import WebhookDispatcher, new_secret, sign_standard, signature_headers, verify
 
 from support.receiver import Receiver
 from support.server import FAST, Server, png_bytes
 
-SECRET = "test-secret-123"
+SECRET = "test-secret-123"  # a plain secret, as before Standard Webhooks
+STANDARD_SECRET = "whsec_" + base64.b64encode(b"framepack-api standard webhooks test key").decode()
 LOOPBACK_OK = {"FRAMEPACK_API_WEBHOOK_SECRET": SECRET, "FRAMEPACK_API_OUTBOUND_ALLOW": "127.0.0.1"}
 
 
@@ -54,19 +58,33 @@ def wait_for_deliveries(receiver: Receiver, n: int, timeout: float = 30) -> None
     assert len(receiver.deliveries) >= n, (receiver.deliveries, receiver.failures)
 
 
-def test_signed_deliveries_that_verify(tmp_path: Path, receiver: Receiver) -> None:
-    server = Server(tmp_path / "data", env=LOOPBACK_OK).start()
+def standard_verifier(secret: str) -> Callable[[dict[str, str], bytes], object]:
+    """What a receiver built on the Standard Webhooks library does with each request."""
+    hook = StandardWebhook(secret)
+    return lambda headers, body: hook.verify(body, headers)
+
+
+def test_deliveries_verify_with_the_standard_webhooks_library(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.verify = standard_verifier(STANDARD_SECRET)
+    server = Server(tmp_path / "data", env={**LOOPBACK_OK, "FRAMEPACK_API_WEBHOOK_SECRET": STANDARD_SECRET}).start()
     try:
         job_id = submit_with_hook(server, receiver.url, "status,completed")
         server.wait_for(job_id)
         wait_for_deliveries(receiver, 4)  # status pending, processing, completed + completed
+        assert receiver.refused == []
         bodies = [json.loads(d.body) for d in receiver.deliveries]
         assert [b["type"] for b in bodies] == ["job.status", "job.status", "job.status", "job.completed"]
         assert [b["id"] for b in bodies] == sorted(b["id"] for b in bodies)  # one job's events in order
+        ids = [d.headers["webhook-id"] for d in receiver.deliveries]
+        assert ids == [f"{job_id}_{b['id']}" for b in bodies]
         for d in receiver.deliveries:
-            assert verify(SECRET, d.headers["X-FramePack-Timestamp"], d.body, d.headers["X-FramePack-Signature"])
-            assert not verify("wrong", d.headers["X-FramePack-Timestamp"], d.body,
-                              d.headers["X-FramePack-Signature"])
+            assert d.headers["webhook-signature"].startswith("v1,")
+            assert abs(int(d.headers["webhook-timestamp"]) - time.time()) < 120
+            assert "X-FramePack-Signature" not in d.headers  # `standard` is the default
+            with pytest.raises(WebhookVerificationError):  # another key, or a changed body, does not verify
+                StandardWebhook(new_secret()).verify(d.body, d.headers)
+            with pytest.raises(WebhookVerificationError):
+                StandardWebhook(STANDARD_SECRET).verify(d.body.replace(b"job.", b"jab."), d.headers)
         final = json.loads(receiver.deliveries[-1].body)["data"]
         assert final["job_id"] == job_id and final["status"] == "completed"
     finally:
@@ -74,9 +92,11 @@ def test_signed_deliveries_that_verify(tmp_path: Path, receiver: Receiver) -> No
 
 
 def test_a_failed_delivery_is_retried_after_a_server_restart(tmp_path: Path, receiver: Receiver) -> None:
+    # `both` (the migration setting) with a plain, pre-Standard secret: old receivers keep verifying the
+    # X-FramePack-Signature, new ones verify with the library, given "whsec_" + base64 of the same secret.
     receiver.fail_next = 1
     data = tmp_path / "data"
-    env = LOOPBACK_OK
+    env = {**LOOPBACK_OK, "FRAMEPACK_API_WEBHOOK_SIGNATURE": "both"}
     first = Server(data, env=env).start()
     job_id = submit_with_hook(first, receiver.url)  # terminal events only
     first.wait_for(job_id)
@@ -91,11 +111,32 @@ def test_a_failed_delivery_is_retried_after_a_server_restart(tmp_path: Path, rec
         assert json.loads(body)["type"] == "job.completed"
         headers = receiver.deliveries[0].headers
         assert verify(SECRET, headers["X-FramePack-Timestamp"], body, headers["X-FramePack-Signature"])
+        as_whsec = "whsec_" + base64.b64encode(SECRET.encode()).decode()
+        assert StandardWebhook(as_whsec).verify(body, headers)["data"]["job_id"] == job_id
+        # The retry is the same message: receivers drop duplicates by webhook-id.
+        assert [a.headers["webhook-id"] for a in receiver.attempts] == [headers["webhook-id"]] * 2
         with sqlite3.connect(data / "framepack-api.db") as db:
             rows = db.execute("SELECT status, attempts, last_error FROM webhook_deliveries").fetchall()
         assert rows == [("delivered", 2, "HTTP 500")]
     finally:
         second.stop()
+
+
+def test_signature_settings_choose_the_headers() -> None:
+    from framepack_api.settings import Settings
+
+    body, timestamp = b'{"id":1}', str(int(time.time()))
+    legacy = signature_headers(Settings(webhook_secret=SECRET, webhook_signature="legacy"), "j_1", timestamp, body)
+    assert set(legacy) == {"X-FramePack-Timestamp", "X-FramePack-Signature"}
+    assert verify(SECRET, timestamp, body, legacy["X-FramePack-Signature"])
+    standard = signature_headers(Settings(webhook_secret=STANDARD_SECRET), "j_1", timestamp, body)
+    assert set(standard) == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    StandardWebhook(STANDARD_SECRET).verify(body, standard)
+    # The spec's own example (standardwebhooks.com): this key, id, time and body give this signature.
+    assert sign_standard("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                         "1614265330", b'{"test": 2432232314}') == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    with pytest.raises(ValueError, match="base64"):
+        Settings(webhook_secret="whsec_not base64!")
 
 
 @pytest.mark.parametrize(("url", "problem"), [

@@ -15,14 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 
 from framepack_api import __version__
 from framepack_api.api.auth import install_auth
+from framepack_api.api.contract import install_contract, is_openai_path
 from framepack_api.api.deps import AppState
 from framepack_api.api.openai_errors import openai_error_response, unrouted_error
 from framepack_api.api.request_guard import RequestGuard
@@ -104,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        router=app.router)
     install_auth(app, settings)
     _install_error_handlers(app)
-    _document_error_responses(app.routes)
+    install_contract(app, settings)  # the status codes, error bodies and security schemes in /openapi.json
     _mount_ui(app, settings)
     return app
 
@@ -149,10 +148,6 @@ async def _retention_forever(retention: Retention, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-def is_openai_path(path: str) -> bool:
-    return path == "/v1" or path.startswith("/v1/")
-
-
 def invalid_input_response(path: str, exc: InvalidInput) -> JSONResponse:
     """422 (413 when too large) naming the field; in OpenAI's shape on /v1 routes."""
     if is_openai_path(path):
@@ -167,29 +162,6 @@ def validation_details(errors: Sequence[Any], prefix: tuple[str, ...] = ()) -> l
     surrogate, which cannot be written as JSON, and need not be echoed back to the client."""
     return [{"type": e.get("type", "value_error"), "loc": [*prefix, *e.get("loc", ())], "msg": e.get("msg", "")}
             for e in errors]
-
-
-def _document_error_responses(routes: Sequence[BaseRoute]) -> None:
-    """Put in the OpenAPI spec the refusals that the handlers below and the request guard can give
-    each route, so that a client generated from the spec expects them."""
-    for route in routes:
-        inner = getattr(route, "original_router", None)  # FastAPI's included routers hide their routes
-        if inner is not None:
-            _document_error_responses(inner.routes)
-        if not isinstance(route, APIRoute):
-            continue
-        openai = route.path.startswith("/v1/")
-        codes = {400: "Invalid request; `error.param` names the field"} if openai else {
-            422: "A field is invalid; `detail` names it"}
-        codes[413] = "The body (or an image in it) is too large"
-        if "{" in route.path:
-            codes[404] = "Unknown id"
-            codes[409] = "Not ready yet: the body gives the status"
-        if "POST" in (route.methods or ()):
-            codes[409] = "Idempotency-Key reused for a different request"
-            codes[429] = "A limit on pending jobs is reached; see Retry-After"
-        for code, description in codes.items():
-            route.responses.setdefault(code, {"description": description})
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from framepack_api.api.deps import AppState
 from framepack_api.api.uploads import check_size, decode_base64, normalise_image
@@ -37,17 +38,26 @@ class _Queueing(BaseModel):
                                                           "and waiting jobs age (see docs/IMAGES.md).")
 
 
+# Set by the server from the images sent. Seed 002's clients send them, so a request may carry them
+# (they are dropped), but the request schema does not list them: a client has nothing to set there.
+ServerSet = SkipJsonSchema[bool]
+
+
 class GenerateImageRequest(ImageParams, _Queueing):
+    has_input_image: ServerSet = False
     input_image: str | None = Field(None, description=f"Optional start image, {BASE64_IMAGE}. Without it the "
                                                       "image grows from a neutral grey canvas (text to image).")
 
 
 class BatchImagesRequest(ImageBatchParams, _Queueing):
+    has_input_image: ServerSet = False
     input_image: str | None = Field(None, description=f"Optional start image for every prompt, {BASE64_IMAGE}. "
                                                       "Without it each image grows from a neutral grey canvas.")
 
 
 class TransferImageRequest(ImageTransferParams, _Queueing):
+    has_source_mask: ServerSet = False
+    has_target_mask: ServerSet = False
     target_image: str = Field(description=f"The subject, kept at clean index 0; {BASE64_IMAGE}.")
     source_image: str = Field(description=f"The reference whose clothing/style is carried over; {BASE64_IMAGE}.")
     target_mask: str | None = Field(None, description="Optional grayscale mask of the target: black = ignore. "
@@ -183,7 +193,7 @@ def submit_image_job(state: AppState, job_type: JobType, params: OneFrameFields,
 
 def request_hash(job_type: JobType, body: BaseModel, images: dict[str, bytes]) -> str:
     """Identity of the client's request (before seeds are drawn), for Idempotency-Key reuse checks."""
-    fields = body.model_dump(mode="json", exclude=set(IMAGE_FIELDS))
+    fields = body.model_dump(mode="json", exclude={*IMAGE_FIELDS, *SERVER_SET})  # server-set flags are dropped
     digest = hashlib.sha256(json.dumps({"type": job_type.value, **fields}, sort_keys=True).encode())
     for name in sorted(images):
         digest.update(name.encode())

@@ -46,5 +46,8 @@ def _storable(value: str) -> str:
 
 
 StrictInt = Annotated[int, BeforeValidator(_no_bool)]
+# For an optional bounded int, put the bounds in front of this: `Annotated[int, Field(ge=.., le=..), NoBool] | None`.
+# (Behind the validator pydantic still enforces them but writes `ge`/`le`, not minimum/maximum, into the schema.)
+NoBool = BeforeValidator(_no_bool)
 FiniteFloat = Annotated[float, BeforeValidator(_no_bool), AfterValidator(_finite)]
 Text = Annotated[str, AfterValidator(_storable)]

@@ -10,9 +10,11 @@ the same index layout.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from framepack_api.params.fields import FiniteFloat, StrictInt, Text
+from framepack_api.params.fields import FiniteFloat, NoBool, StrictInt, Text
 
 MAX_LORAS = 8
 SIZE_MULTIPLE = 16  # VAE ×8 and the transformer's 2×2 patches
@@ -59,7 +61,7 @@ class OneFrameFields(LoraFields):
                         description="Output height; rounded to a multiple of 16.")
     latent_window_size: StrictInt = Field(9, ge=1, le=33,
                                     description="FramePack's window; places the post and 2x/4x slots.")
-    target_index: StrictInt | None = Field(None, ge=0, le=64,
+    target_index: Annotated[int, Field(ge=0, le=64), NoBool] | None = Field(None,
                                      description="RoPE time index of the sampled frame: how far 'later' "
                                                  "than the input it is. Default: latent_window_size.")
     no_2x: bool = Field(False, description="Drop the 2x-compressed history latents.")
@@ -108,13 +110,14 @@ class ImageTransferParams(OneFrameFields):
     history_index: StrictInt = Field(16, ge=1, le=64,
                                description="RoPE time index of the reference (clean) latent.")
     # Kisekaeichi samples just after the subject, without compressed history: FramePack-eichi's defaults.
-    target_index: StrictInt | None = Field(1, ge=0, le=64, description="RoPE time index of the sampled frame.")
+    target_index: Annotated[int, Field(ge=0, le=64), NoBool] | None = Field(  # type: ignore[assignment]
+        1, description="RoPE time index of the sampled frame.")
     no_2x: bool = Field(True, description="Drop the 2x-compressed history latents.")
     no_4x: bool = Field(True, description="Drop the 4x-compressed history latents.")
     no_post: bool = Field(True, description="Kisekaeichi puts the reference where 'post' would be.")
-    width: StrictInt | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE,  # type: ignore[assignment]
+    width: Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE), NoBool] | None = Field(None,  # type: ignore[assignment]
                               description="Output width; default: the target image's bucket.")
-    height: StrictInt | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE,  # type: ignore[assignment]
+    height: Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE), NoBool] | None = Field(None,  # type: ignore[assignment]
                                description="Output height; default: the target image's bucket.")
     has_source_mask: bool = Field(False, description="Set by the server when source_mask was sent.")
     has_target_mask: bool = Field(False, description="Set by the server when target_mask was sent.")

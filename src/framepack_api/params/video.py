@@ -5,11 +5,11 @@ Ranges follow FramePack's own Gradio page, so a job that the page accepts, the A
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from framepack_api.params.fields import FiniteFloat, StrictInt, Text
+from framepack_api.params.fields import FiniteFloat, NoBool, StrictInt, Text
 from framepack_api.params.image import LoraFields
 
 SamplingMode = Literal["reverse", "forward"]
@@ -46,7 +46,7 @@ class VideoParams(LoraFields):
                          examples=[16])
     sampling_mode: SamplingMode = Field("reverse", description="reverse = FramePack, forward = F1.",
                                          examples=["reverse"])
-    resolution: StrictInt | None = Field(None, ge=64, le=1280,
+    resolution: Annotated[int, Field(ge=64, le=1280), NoBool] | None = Field(None,
                                    description="Bucket size; default from the server's DEFAULT_RESOLUTION.",
                                    examples=[640])
     has_end_image: bool = Field(False, description="Set by the server when an end_image was uploaded.")

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from framepack_api.api.auth import CallerDep
+from framepack_api.api.contract import errors
 from framepack_api.api.deps import StateDep
 from framepack_api.api.routes.progress import SSE_HEADERS, event_stream, resume_point
 from framepack_api.api.views import require_files
@@ -26,9 +27,8 @@ router = APIRouter(tags=["FramePack-FastAPI compatibility"])
 
 
 @router.get("/download/video/{job_id}", summary="The finished MP4 (FramePack-FastAPI's path for /result)",
-            responses={200: {"content": {"video/mp4": {}}}, 404: {"description": "Unknown job, or not a video job"},
-                       409: {"description": "Not completed yet; the body gives the status"},
-                       410: {"description": "The retention policy removed the files"}})
+            responses={200: {"content": {"video/mp4": {}}}, **errors(409, 410),
+                       404: {"description": "Unknown job, or not a video job"}})
 def download_video(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
     job = state.store.get(job_id, caller.scope)
     if job.type is not JobType.video:
@@ -41,8 +41,8 @@ def download_video(job_id: str, state: StateDep, caller: CallerDep) -> FileRespo
 
 
 @router.get("/input_image/{job_id}", summary="The job's start image (PNG, as the server stored it)",
-            responses={200: {"content": {"image/png": {}}}, 404: {"description": "Unknown job, or no input image"},
-                       410: {"description": "The retention policy removed the files"}})
+            responses={200: {"content": {"image/png": {}}}, **errors(410),
+                       404: {"description": "Unknown job, or no input image"}})
 def input_image(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
     job = state.store.get(job_id, caller.scope)
     require_files(job)
@@ -78,6 +78,7 @@ def _with_fastapi_names(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/stream/status/{job_id}", summary="Server-sent status events of one job (FramePack-FastAPI's path)",
+            responses=errors(404),
             response_description="text/event-stream, as /events/{job_id}, each event's data also carrying "
                                  "progress_step, progress_total and progress_info; closes after the last one.")
 async def stream_status(

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
 from framepack_api.api.auth import Caller, CallerDep
+from framepack_api.api.contract import SUBMIT_CODES, errors
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.image_submit import (
     BatchImagesRequest,
@@ -36,8 +37,7 @@ from framepack_api.params import IMAGE_JOB_TYPES, JobType
 router = APIRouter(tags=["image jobs"])
 
 IdempotencyKey = Annotated[str | None, Header(max_length=255, description="Same key, same job: retries are safe.")]
-ERRORS: dict[int | str, dict[str, Any]] = {413: {"description": "Image too large"},
-                                           422: {"description": "A field is invalid; `detail` names it"}}
+ERRORS = errors(*SUBMIT_CODES)
 
 
 async def _queue(state: StateDep, caller: Caller, job_type: JobType, body: BaseModel,
@@ -103,15 +103,13 @@ def _image_job(state: StateDep, job_id: str, caller: Caller) -> Job:
 
 
 @router.get("/result/{job_id}/{index}", summary="One image of a finished image job (0-based)",
-            responses={200: {"content": {"image/png": {}}}, 404: {"description": "Unknown job or index"},
-                       409: {"description": "Not completed yet"}})
+            responses={200: {"content": {"image/png": {}}}, **errors(404, 409, 410)})
 def result_image(job_id: str, index: int, state: StateDep, caller: CallerDep) -> FileResponse:
     return image_file(state, _image_job(state, job_id, caller), index)
 
 
 @router.get("/api/image/{job_id}", summary="A finished image job's PNG (a batch: its ZIP, or ?index=N)",
-            responses={200: {"content": {"image/png": {}, "application/zip": {}}},
-                       404: {"description": "Unknown job or index"}, 409: {"description": "Not completed yet"}})
+            responses={200: {"content": {"image/png": {}, "application/zip": {}}}, **errors(404, 409, 410)})
 def api_image(job_id: str, state: StateDep, caller: CallerDep,
               index: Annotated[int | None, Query(ge=0, description="One image of a batch")] = None) -> FileResponse:
     return image_file(state, _image_job(state, job_id, caller), index)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
 
 from framepack_api.api.auth import CallerDep, has_credentials
+from framepack_api.api.contract import SUBMIT_CODES, errors
 from framepack_api.api.deps import StateDep, StoreDep
 from framepack_api.api.routes.images import image_file
 from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
@@ -23,6 +24,7 @@ from framepack_api.errors import InvalidInput, JobNotReady
 from framepack_api.hardware import TINY_WARNING
 from framepack_api.jobs.db import ping
 from framepack_api.jobs.eta import Estimator
+from framepack_api.jobs.events import EVENT_KINDS
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.params import IMAGE_JOB_TYPES, VideoParams
 from framepack_api.webhooks import parse_webhook_events, validate_webhook_url
@@ -60,7 +62,15 @@ class GenerateJSON(VideoParams):
 def _openapi_body() -> dict[str, Any]:
     schema = GenerateJSON.model_json_schema()
     schema["properties"].pop("has_end_image", None)
+    schema["properties"]["webhook_events"]["anyOf"][0]["items"]["enum"] = sorted(EVENT_KINDS)
     multipart = json.loads(json.dumps(schema))
+    for prop in multipart["properties"].values():
+        # A form cannot send null: an optional field is left out instead.
+        branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
+        if len(branches) == 1:
+            prop.update(branches[0])
+        elif branches:
+            prop["anyOf"] = branches
     for name in IMAGE_FIELDS:
         multipart["properties"][name] = {"type": "string", "format": "binary",
                                          "description": schema["properties"][name].get("description", "")}
@@ -73,9 +83,7 @@ def _openapi_body() -> dict[str, Any]:
 
 
 @router.post("/generate", status_code=200, response_model=JobAccepted, openapi_extra=_openapi_body(),
-             summary="Queue an image-to-video job",
-             responses={413: {"description": "Upload or image too large"},
-                        422: {"description": "A field is invalid; `detail` names it"}})
+             summary="Queue an image-to-video job", responses=errors(400, *SUBMIT_CODES))
 async def generate(
     request: Request, state: StateDep, caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=255,
@@ -142,7 +150,7 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
     return fields, images
 
 
-@router.get("/status/{job_id}", response_model=JobView, summary="A job's status and progress")
+@router.get("/status/{job_id}", response_model=JobView, summary="A job's status and progress", responses=errors(404))
 def status(job_id: str, state: StateDep, caller: CallerDep) -> JobView:
     store = state.store
     job = store.get(job_id, caller.scope)
@@ -154,8 +162,7 @@ def status(job_id: str, state: StateDep, caller: CallerDep) -> JobView:
 
 
 @router.get("/result/{job_id}", summary="The finished MP4",
-            responses={200: {"content": {"video/mp4": {}}}, 404: {"description": "Unknown job"},
-                       409: {"description": "Not completed yet; the body gives the status"}})
+            responses={200: {"content": {"video/mp4": {}}}, **errors(404, 409, 410)})
 def result(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
     job = state.store.get(job_id, caller.scope)
     if job.status is not JobStatus.completed or not job.result:
@@ -194,7 +201,7 @@ def _queue_entry(job: Any, position: int | None) -> dict[str, Any]:
             "created_at": iso(job.created_at), "finished_at": iso(job.finished_at)}
 
 
-@router.post("/cancel/{job_id}", response_model=JobView, summary="Cancel a job (idempotent)")
+@router.post("/cancel/{job_id}", response_model=JobView, summary="Cancel a job (idempotent)", responses=errors(404))
 def cancel(job_id: str, store: StoreDep, caller: CallerDep) -> JobView:
     job = store.cancel(job_id, caller.scope)
     return job_view(job, store.position(job))

@@ -18,18 +18,26 @@ from starlette.datastructures import UploadFile
 
 from framepack_api.api import openai_store
 from framepack_api.api.auth import Caller, CallerDep
+from framepack_api.api.contract import SUBMIT_CODES, errors
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.openai_errors import OpenAIError, OpenAIRoute
 from framepack_api.api.openai_store import VideoMeta
 from framepack_api.api.uploads import check_size, decode_base64, form_text
-from framepack_api.api.video_requests import VideoRequest, parse_model, parse_seconds, parse_size, submit_request
+from framepack_api.api.video_requests import (
+    DECIDED_BY,
+    VideoRequest,
+    parse_model,
+    parse_seconds,
+    parse_size,
+    submit_request,
+)
 from framepack_api.api.views import require_files
 from framepack_api.errors import JobNotFound, JobNotReady
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
 from framepack_api.media.images import find_nearest_bucket
 from framepack_api.media.spritesheet import write_spritesheet
-from framepack_api.params import JobType
+from framepack_api.params import JobType, VideoParams
 from framepack_api.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible videos"], route_class=OpenAIRoute)
@@ -90,7 +98,38 @@ def _load(state: AppState, video_id: str, caller: Caller) -> tuple[VideoMeta, Jo
     return meta, state.store.get(video_id, caller.scope)
 
 
-@router.post("/videos", summary="Create a video (OpenAI's API)")
+def _openapi_body() -> dict[str, Any]:
+    """The create body as the SDK sends it (multipart) or as JSON: OpenAI's fields, then the FramePack
+    fields that model, seconds, size and input_reference do not decide (docs/OPENAI.md)."""
+    knobs = VideoParams.model_json_schema(ref_template="#/components/schemas/{model}")
+    openai_fields: dict[str, Any] = {
+        "prompt": {"type": "string", "maxLength": 4000, "description": "What happens in the video."},
+        "model": {"type": "string", "examples": ["sora-2"],
+                  "description": "framepack (default), framepack-f1, or an OpenAI name (sora-2, sora-2-pro, ...), "
+                                 "which runs framepack; a remote backend takes its REMOTE_MODEL."},
+        "seconds": {"type": "string", "examples": ["4"], "description": "Length in seconds (default 4)."},
+        "size": {"type": "string", "pattern": r"^\d{1,4}x\d{1,4}$", "examples": ["1280x720"],
+                 "description": "WIDTHxHEIGHT (default 720x1280): aspect and pixel count of the video made."},
+    }
+    extra = {name: prop for name, prop in knobs["properties"].items()
+             if name not in DECIDED_BY and name not in openai_fields}
+
+    def body(reference: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "required": ["prompt"], "additionalProperties": False,
+                "properties": {**openai_fields, REFERENCE: reference, **extra}}
+
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": body({"type": "string", "format": "binary",
+                                                 "description": "Start image (PNG/JPEG/WebP)."})},
+        "application/json": {"schema": body({"type": "object", "required": ["image_url"],
+                                              "additionalProperties": False,
+                                              "properties": {"image_url": {"type": "string",
+                                                                           "description": "A base64 data: URL"}}})},
+    }}}
+
+
+@router.post("/videos", summary="Create a video (OpenAI's API)", responses=errors(*SUBMIT_CODES),
+             openapi_extra=_openapi_body())
 async def create_video(
     request: Request, state: StateDep, caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
@@ -173,7 +212,7 @@ def _unsupported_reference(param: str) -> OpenAIError:
                             "here (there is no files API).", param=param, code="unsupported_parameter")
 
 
-@router.get("/videos/{video_id}", summary="Retrieve a video")
+@router.get("/videos/{video_id}", summary="Retrieve a video", responses=errors(404))
 def retrieve_video(video_id: str, state: StateDep, caller: CallerDep) -> JSONResponse:
     meta, job = _load(state, video_id, caller)
     return _answer(video_object(job, meta, state.settings), state.settings)
@@ -197,7 +236,7 @@ def list_videos(
             "last_id": data[-1]["id"] if data else None, "has_more": has_more}
 
 
-@router.delete("/videos/{video_id}", summary="Delete a video (cancels it when running)")
+@router.delete("/videos/{video_id}", summary="Delete a video (cancels it when running)", responses=errors(404))
 def delete_video(video_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     meta = openai_store.get(state.engine, video_id, caller.scope)
     if meta is None:
@@ -221,7 +260,7 @@ def delete_video(video_id: str, state: StateDep, caller: CallerDep) -> dict[str,
 
 
 @router.get("/videos/{video_id}/content", summary="Download the MP4, a thumbnail or a spritesheet",
-            responses={200: {"content": {"video/mp4": {}, "image/jpeg": {}}}})
+            responses={200: {"content": {"video/mp4": {}, "image/jpeg": {}}}, **errors(404)})
 async def video_content(
     video_id: str, state: StateDep, caller: CallerDep,
     variant: Annotated[Literal["video", "thumbnail", "spritesheet"], Query()] = "video",

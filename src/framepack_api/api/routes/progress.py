@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from PIL import Image
 
 from framepack_api.api.auth import CallerDep
+from framepack_api.api.contract import errors
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.views import require_files
 from framepack_api.jobs.events import Event, last_event_id, read_events
@@ -43,8 +44,8 @@ def resume_point(last_event_id_header: str | None) -> int:
     try:
         return max(0, int(last_event_id_header))
     except ValueError:
-        raise HTTPException(422, detail=[{"loc": ["header", "Last-Event-ID"],
-                                          "msg": "must be an event id (an integer)"}]) from None
+        raise HTTPException(422, detail=[{"loc": ["header", "Last-Event-ID"], "msg": "must be an event id (an integer)",
+                                          "type": "int_parsing"}]) from None
 
 
 async def event_stream(request: Request, state: AppState, after: int, job_id: str | None,
@@ -77,7 +78,7 @@ async def event_stream(request: Request, state: AppState, after: int, job_id: st
             await asyncio.sleep(POLL_SECONDS)
 
 
-@router.get("/events/{job_id}", summary="Server-sent events of one job",
+@router.get("/events/{job_id}", summary="Server-sent events of one job", responses=errors(404),
             response_description="text/event-stream: status, progress, preview, then completed / failed / "
                                  "cancelled, after which the stream closes. Resume with Last-Event-ID.")
 async def job_events(
@@ -103,7 +104,7 @@ async def all_events(
 
 
 @router.get("/preview/{job_id}", summary="The newest latent preview (JPEG)",
-            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No preview yet"}})
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "Unknown job, or no preview yet"}})
 def preview(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
     job = state.store.get(job_id, caller.scope)
     path = state.storage.preview_dir(job_id) / "preview.jpg"
@@ -113,7 +114,8 @@ def preview(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
 
 
 @router.get("/preview/{job_id}/video", summary="The video so far (MP4), written after each section",
-            responses={200: {"content": {"video/mp4": {}}}, 404: {"description": "No section finished yet"}})
+            responses={200: {"content": {"video/mp4": {}}},
+                       404: {"description": "Unknown job, or no section finished yet"}})
 def partial_video(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
     job = state.store.get(job_id, caller.scope)
     path = state.storage.preview_dir(job_id) / "partial.mp4"
@@ -123,7 +125,7 @@ def partial_video(job_id: str, state: StateDep, caller: CallerDep) -> FileRespon
 
 
 @router.get("/thumbnail/{job_id}", summary="The input image while waiting or running; a frame of the "
-            "result once completed", responses={200: {"content": {"image/jpeg": {}}}})
+            "result once completed", responses={200: {"content": {"image/jpeg": {}}}, **errors(404, 410)})
 def thumbnail(job_id: str, state: StateDep, caller: CallerDep) -> Response:
     job = state.store.get(job_id, caller.scope)
     require_files(job)

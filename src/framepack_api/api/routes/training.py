@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from framepack_api import __version__
 from framepack_api.api.auth import Caller, CallerDep
+from framepack_api.api.contract import errors
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.video_requests import VideoRequest, submit_request
 from framepack_api.api.views import require_files
@@ -155,7 +156,7 @@ def service_health(state: StateDep, caller: CallerDep) -> dict[str, Any]:
             "cached_runs": _cache(state, caller).count()}
 
 
-@router.post("/generate", response_model=GenerateResponse,
+@router.post("/generate", response_model=GenerateResponse, responses=errors(429, 507),
              summary="Start (or return) the training video of a run")
 async def generate(body: GenerateRequest, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     run, job = await run_in_threadpool(_generate, state, caller, str(body.run_id), body.drill_text)
@@ -164,7 +165,8 @@ async def generate(body: GenerateRequest, state: StateDep, caller: CallerDep) ->
     return view
 
 
-@router.get("/status/{run_id}", response_model=StatusResponse, summary="The run's video status")
+@router.get("/status/{run_id}", response_model=StatusResponse, summary="The run's video status",
+            responses=errors(404))
 def status(run_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     found = _current(state, caller, run_id)
     if found is None:
@@ -172,7 +174,8 @@ def status(run_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     return _view(*found)
 
 
-@router.get("/video/{run_id}", summary="The run's MP4", responses={200: {"content": {"video/mp4": {}}}})
+@router.get("/video/{run_id}", summary="The run's MP4",
+            responses={200: {"content": {"video/mp4": {}}}, **errors(404, 409, 410)})
 def video(run_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
     found = _current(state, caller, run_id)
     if found is None:
