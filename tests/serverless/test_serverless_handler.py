@@ -14,7 +14,6 @@ import pytest
 
 from framepack_api.backends.framepack import video as video_module
 from framepack_api.media.video import read_mp4_info
-from framepack_api.serverless import __main__ as cli
 from framepack_api.serverless import (
     InvocationFailed,
     generate_video_sync,
@@ -25,6 +24,7 @@ from framepack_api.serverless import (
     model_loads,
     reset_models,
 )
+from framepack_api.serverless import __main__ as cli
 from serverless.serverless_helpers import (
     EXPECTED_FRAMES,
     PutReceiver,
