@@ -18,6 +18,7 @@ from framepack_api.cli import app
 from framepack_api.client import APIError, AsyncClient, Client, RetryPolicy
 from framepack_api.client_common import ProgressFilter
 from framepack_api.media.video import read_mp4_info
+from framepack_api.worker.lease import FINISHING_MESSAGE
 
 from support.flaky_proxy import FlakyProxy, start_proxy
 from support.server import FAST, Server, png_bytes
@@ -155,3 +156,16 @@ def test_async_client_does_what_the_sync_one_does(server: Server, proxy: FlakyPr
             assert err.value.status_code == 404
 
     asyncio.run(scenario())
+
+
+def test_status_shows_the_drawn_seed_while_running_and_never_100_before_completion(server: Server) -> None:
+    with Client(server.url, api_key=KEY) as api:
+        job = api.submit_video(png_bytes(), **{**PARAMS, "seed": "-1", "steps": "3", "video_length": "0.5"})
+        events = list(api.events(job["job_id"], read_timeout=120))
+        final = api.status(job["job_id"])
+    assert final["status"] == "completed" and final["progress"] == 100.0 and final["seed"] >= 0
+    running = [e.data for e in events if e.kind == "progress"]
+    assert running and all(e["seed"] == final["seed"] for e in running)  # known from the first step on
+    assert all(e["progress"] < 100 for e in running) and running[-1]["progress"] == 99.0
+    assert running[-1]["message"] == FINISHING_MESSAGE
+    assert [e.data["progress"] for e in events if e.kind == "completed"] == [100.0]
