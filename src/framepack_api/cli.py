@@ -26,6 +26,8 @@ console = Console(stderr=True, soft_wrap=True)
 ServerOpt = Annotated[str, typer.Option("--server", "-s", envvar="FRAMEPACK_API_SERVER",
                                         help="Base URL of the server.")]
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="FRAMEPACK_API_KEY", show_envvar=True,
+                                               help="API key for a server with auth on (sent as a Bearer token).")]
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -131,11 +133,12 @@ def generate(
     resolution: Annotated[int | None, typer.Option()] = None,
     sampling_mode: Annotated[str | None, typer.Option(help="reverse | forward")] = None,
     server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Submit a video job, show its progress, and download the MP4."""
     from framepack_api.client import APIError, Client, JobFailed
 
-    with Client(server) as api:
+    with Client(server, api_key=api_key) as api:
         try:
             job = api.submit_video(image, end_image=end_image, prompt=prompt, video_length=seconds,
                                    seed=seed, steps=steps, resolution=resolution,
@@ -167,12 +170,16 @@ def generate(
 
 
 @jobs_app.command("ls")
-def jobs_ls(server: ServerOpt = DEFAULT_SERVER) -> None:
+def jobs_ls(server: ServerOpt = DEFAULT_SERVER, api_key: ApiKeyOpt = None) -> None:
     """The queue: pending in run order, then running, then recently finished."""
-    from framepack_api.client import Client
+    from framepack_api.client import APIError, Client
 
-    with Client(server) as api:
-        entries = api.queue()
+    with Client(server, api_key=api_key) as api:
+        try:
+            entries = api.queue()
+        except APIError as exc:
+            console.print(f"[red]{exc.detail}[/red]")
+            raise typer.Exit(1) from None
     table = Table("job_id", "type", "status", "pos", "progress", "prompt")
     for e in entries:
         table.add_row(e["job_id"], e["type"], e["status"], str(e["position"] or ""),
@@ -181,13 +188,13 @@ def jobs_ls(server: ServerOpt = DEFAULT_SERVER) -> None:
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
+def jobs_show(job_id: str, server: ServerOpt = DEFAULT_SERVER, api_key: ApiKeyOpt = None) -> None:
     """A job's full status as JSON."""
     import json
 
     from framepack_api.client import APIError, Client
 
-    with Client(server) as api:
+    with Client(server, api_key=api_key) as api:
         try:
             print(json.dumps(api.status(job_id), indent=2))
         except APIError as exc:
@@ -196,11 +203,11 @@ def jobs_show(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job_id: str, server: ServerOpt = DEFAULT_SERVER) -> None:
+def jobs_cancel(job_id: str, server: ServerOpt = DEFAULT_SERVER, api_key: ApiKeyOpt = None) -> None:
     """Cancel a job: pending at once, running at its next sampling step."""
     from framepack_api.client import APIError, Client
 
-    with Client(server) as api:
+    with Client(server, api_key=api_key) as api:
         try:
             status = api.cancel(job_id)
         except APIError as exc:
@@ -281,8 +288,7 @@ def ui(
     server: ServerOpt = DEFAULT_SERVER,
     host: Annotated[str, typer.Option(help="Bind address of the page.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the page.")] = 7860,
-    api_key: Annotated[str | None, typer.Option(envvar="FRAMEPACK_API_KEY",
-                                                help="Key for a server with auth on.")] = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Serve the FramePack web page (a client of --server); needs the `ui` extra."""
     try:

@@ -1,58 +1,56 @@
-"""A Python client of the native API, over httpx.
+"""A Python client of the native API, over httpx (``AsyncClient`` is the same for asyncio).
 
     from framepack_api.client import Client
-    with Client("http://127.0.0.1:8000") as api:
+    with Client("http://127.0.0.1:8000", api_key="...") as api:
         job = api.submit_video("start.png", prompt="The girl dances", video_length=2)
         api.wait(job["job_id"], on_progress=lambda s: print(s["progress"]))
         api.download(job["job_id"], "out.mp4")
+
+Calls that are safe to repeat are retried on connection errors and 502/503/504 with exponential
+backoff (``RetryPolicy``): reads, downloads, cancel, and submits — each submit carries an
+Idempotency-Key (yours, or a generated one), so a retried submit never queues a second job.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-TERMINAL = ("completed", "failed", "cancelled")
+from framepack_api.async_client import AsyncClient
+from framepack_api.client_common import (
+    TERMINAL,
+    APIError,
+    ImageSource,
+    JobFailed,
+    ProgressFilter,
+    RetryPolicy,
+    ServerEvent,
+    SSEParser,
+    error_from,
+    idempotency_headers,
+    transfer_body,
+    video_request,
+    without_none,
+)
 
-
-class APIError(Exception):
-    """The server answered with an error status; `detail` is its JSON `detail`."""
-
-    def __init__(self, status_code: int, detail: Any) -> None:
-        super().__init__(f"HTTP {status_code}: {detail}")
-        self.status_code = status_code
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class ServerEvent:
-    """One server-sent event: `kind` is status, progress, preview, completed, failed or cancelled."""
-
-    id: int
-    kind: str
-    data: dict[str, Any]
-
-
-class JobFailed(Exception):
-    def __init__(self, status: dict[str, Any]) -> None:
-        super().__init__(f"job {status['job_id']} {status['status']}: {status.get('error') or ''}")
-        self.status = status
+__all__ = ["TERMINAL", "APIError", "AsyncClient", "Client", "JobFailed", "RetryPolicy", "ServerEvent"]
 
 
 class Client:
     def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 60.0,
-                 api_key: str | None = None, transport: httpx.BaseTransport | None = None) -> None:
+                 api_key: str | None = None, transport: httpx.BaseTransport | None = None,
+                 retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers,
                                  transport=transport)
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
 
     def __enter__(self) -> Client:
         return self
@@ -63,66 +61,104 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
+    # --- transport with retries --------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call, tried again while the RetryPolicy allows (callers send only repeatable calls)."""
+        attempt = 0
+        while True:
+            response: httpx.Response | None
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.TransportError:
+                if not self.retry.should_retry(attempt, None):
+                    raise
+                response = None
+            if response is not None and not self.retry.should_retry(attempt, response):
+                return response
+            self._sleep(self.retry.delay(attempt, response))
+            attempt += 1
+
+    @contextmanager
+    def _stream(self, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A streamed GET. Opening it (connection and status) is retried; a body that breaks while
+        the caller reads it is not (the caller may have used part of it)."""
+        response = self._open(path, **kwargs)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def _open(self, path: str, **kwargs: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            response: httpx.Response | None
+            try:
+                response = self.http.send(self.http.build_request("GET", path, **kwargs), stream=True)
+            except httpx.TransportError:
+                if not self.retry.should_retry(attempt, None):
+                    raise
+                response = None
+            if response is not None:
+                if not self.retry.should_retry(attempt, response):
+                    if response.status_code >= 400:
+                        response.read()
+                        response.close()
+                        raise error_from(response)
+                    return response
+                response.close()
+            self._sleep(self.retry.delay(attempt, response))
+            attempt += 1
+
     def _json(self, response: httpx.Response) -> Any:
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise APIError(response.status_code, detail)
+            raise error_from(response)
         return response.json()
 
-    def submit_video(self, image: str | Path | bytes, *, end_image: str | Path | bytes | None = None,
+    def _get(self, path: str) -> Any:
+        return self._json(self._send("GET", path))
+
+    def _submit(self, path: str, idempotency_key: str | None, **kwargs: Any) -> dict[str, Any]:
+        return dict(self._json(self._send("POST", path, headers=idempotency_headers(idempotency_key), **kwargs)))
+
+    # --- submits ------------------------------------------------------------------------------------
+
+    def submit_video(self, image: ImageSource, *, end_image: ImageSource | None = None,
                      idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        if any(isinstance(v, (list, tuple, dict)) for v in params.values()):
-            # Form fields carry only strings, so lists (lora_paths, lora_scales) go as JSON + base64 images.
-            body = {k: v for k, v in params.items() if v is not None}
-            body["image"] = _b64(image)
-            if end_image is not None:
-                body["end_image"] = _b64(end_image)
-            return dict(self._json(self.http.post("/generate", json=body, headers=headers)))
-        files = {"image": ("image", _read(image), "application/octet-stream")}
-        if end_image is not None:
-            files["end_image"] = ("end_image", _read(end_image), "application/octet-stream")
-        data = {k: _form_value(v) for k, v in params.items() if v is not None}
-        return dict(self._json(self.http.post("/generate", data=data, files=files, headers=headers)))
+        return self._submit("/generate", idempotency_key, **video_request(image, end_image, params))
 
-    def _post_json(self, path: str, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return dict(self._json(self.http.post(path, json={k: v for k, v in body.items() if v is not None},
-                                              headers=headers)))
-
-    def submit_image(self, *, input_image: str | Path | bytes | None = None, idempotency_key: str | None = None,
+    def submit_image(self, *, input_image: ImageSource | None = None, idempotency_key: str | None = None,
                      **params: Any) -> dict[str, Any]:
         """One image (seed 002 `POST /api/generate-image`); without input_image, text to image."""
-        image = _b64(input_image) if input_image is not None else None
-        return self._post_json("/api/generate-image", {**params, "input_image": image}, idempotency_key)
+        body = transfer_body({"input_image": input_image}, params)
+        return self._submit("/api/generate-image", idempotency_key, json=without_none(body))
 
     def submit_image_batch(self, prompts: list[str], *, idempotency_key: str | None = None,
                            **params: Any) -> dict[str, Any]:
         """One image per prompt (`POST /api/batch-images`)."""
-        return self._post_json("/api/batch-images", {**params, "prompts": list(prompts)}, idempotency_key)
+        body = without_none({**params, "prompts": list(prompts)})
+        return self._submit("/api/batch-images", idempotency_key, json=body)
 
-    def submit_image_transfer(self, target_image: str | Path | bytes, source_image: str | Path | bytes, *,
-                              target_mask: str | Path | bytes | None = None,
-                              source_mask: str | Path | bytes | None = None,
+    def submit_image_transfer(self, target_image: ImageSource, source_image: ImageSource, *,
+                              target_mask: ImageSource | None = None, source_mask: ImageSource | None = None,
                               idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
         """Kisekaeichi (`POST /api/transfer-image`): the source's clothing/style onto the target."""
         images = {"target_image": target_image, "source_image": source_image, "target_mask": target_mask,
                   "source_mask": source_mask}
-        encoded = {k: _b64(v) for k, v in images.items() if v is not None}
-        return self._post_json("/api/transfer-image", {**params, **encoded}, idempotency_key)
+        return self._submit("/api/transfer-image", idempotency_key,
+                            json=without_none(transfer_body(images, params)))
+
+    # --- reads and cancel ---------------------------------------------------------------------------
 
     def loras(self) -> dict[str, Any]:
         """`GET /loras`: {"lora_dir_configured": bool, "loras": [{"name", "size_bytes", "format"}]}."""
-        return dict(self._json(self.http.get("/loras")))
+        return dict(self._get("/loras"))
 
     def fetch(self, path: str) -> bytes:
         """The body of a binary GET relative to the server (a preview, thumbnail or one batch image)."""
-        response = self.http.get(path)
+        response = self._send("GET", path)
         if response.status_code >= 400:
-            self._json(response)
+            raise error_from(response)
         return response.content
 
     def preview(self, job_id: str) -> bytes:
@@ -134,16 +170,18 @@ class Client:
         return self.fetch(f"/thumbnail/{job_id}")
 
     def status(self, job_id: str) -> dict[str, Any]:
-        return dict(self._json(self.http.get(f"/status/{job_id}")))
+        return dict(self._get(f"/status/{job_id}"))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return dict(self._json(self.http.post(f"/cancel/{job_id}")))
+        """Idempotent on the server (cancelling twice answers the same), so it is retried."""
+        return dict(self._json(self._send("POST", f"/cancel/{job_id}")))
 
     def queue(self) -> list[dict[str, Any]]:
-        return list(self._json(self.http.get("/queue"))["queue"])
+        return list(self._get("/queue")["queue"])
 
     def health(self) -> dict[str, Any]:
-        """The health body, also when degraded (503: no live worker, low disk, database down)."""
+        """The health body, also when degraded (503: no live worker, low disk, database down); a 503
+        here is an answer, so it is not retried."""
         response = self.http.get("/health")
         if response.status_code == 503:
             return dict(response.json())
@@ -155,31 +193,25 @@ class Client:
         path = f"/events/{job_id}" if job_id else "/events"
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
         timeout = httpx.Timeout(self.http.timeout.connect, read=read_timeout)
-        with self.http.stream("GET", path, headers=headers, timeout=timeout) as response:
-            if response.status_code >= 400:
-                response.read()
-                self._json(response)
-            fields: dict[str, str] = {}
+        parser = SSEParser()
+        with self._stream(path, headers=headers, timeout=timeout) as response:
             for line in response.iter_lines():
-                if line == "":
-                    if "data" in fields and "id" in fields:
-                        yield ServerEvent(int(fields["id"]), fields.get("event", "message"),
-                                          json.loads(fields["data"]))
-                    fields = {}
-                elif not line.startswith(":") and ":" in line:
-                    name, _, value = line.partition(":")
-                    fields[name] = value[1:] if value.startswith(" ") else value
+                event = parser.feed(line)
+                if event is not None:
+                    yield event
 
     def wait(self, job_id: str, *, on_progress: Callable[[dict[str, Any]], None] | None = None,
              poll_interval: float = 1.0, timeout: float | None = None, raise_on_failure: bool = True,
              use_events: bool = True) -> dict[str, Any]:
         """Wait until the job ends, pushed by server-sent events (polling when the stream breaks);
-        returns its final status."""
+        returns its final status. ``on_progress`` gets a status dict once per change of status,
+        progress, section, step, queue position or message."""
+        progress = ProgressFilter(on_progress)
         deadline = time.monotonic() + timeout if timeout else None
         if use_events:
             try:
                 for event in self.events(job_id):
-                    if on_progress:
+                    if on_progress and progress.changed(event.data):
                         on_progress(event.data)
                     if event.kind in TERMINAL or (deadline and time.monotonic() > deadline):
                         break
@@ -187,7 +219,7 @@ class Client:
                 pass  # a broken stream: polling below carries on, and reports the final status
         while True:
             status = self.status(job_id)
-            if on_progress:
+            if on_progress and progress.changed(status):
                 on_progress(status)
             if status["status"] in TERMINAL:
                 if raise_on_failure and status["status"] != "completed":
@@ -199,27 +231,9 @@ class Client:
 
     def download(self, job_id: str, dest: str | Path) -> Path:
         dest = Path(dest)
-        with self.http.stream("GET", f"/result/{job_id}") as response:
-            if response.status_code >= 400:
-                response.read()
-                self._json(response)
-            tmp = dest.with_name(dest.name + ".part")
-            with tmp.open("wb") as f:
-                for chunk in response.iter_bytes():
-                    f.write(chunk)
-            tmp.replace(dest)
+        tmp = dest.with_name(dest.name + ".part")
+        with self._stream(f"/result/{job_id}") as response, tmp.open("wb") as f:
+            for chunk in response.iter_bytes():
+                f.write(chunk)
+        tmp.replace(dest)
         return dest
-
-
-def _read(source: str | Path | bytes) -> bytes:
-    return source if isinstance(source, bytes) else Path(source).read_bytes()
-
-
-def _b64(source: str | Path | bytes) -> str:
-    return base64.b64encode(_read(source)).decode("ascii")
-
-
-def _form_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -83,3 +83,29 @@ def default_resolution(settings: Settings) -> int:
         return settings.default_resolution
     return 128 if effective_model(settings) == "tiny" else 640
 
+
+# The tiny model's own limit. Its weights are random, so its output is noise at any size; past this
+# a CPU spends minutes and gigabytes on nothing (the OpenAI SDK's default 1280x720 ran a 24 GB machine
+# out of memory). Requests above it are scaled down, not refused, so every dialect's default works.
+TINY_MAX_RESOLUTION = 256
+
+
+def resolution_cap(settings: Settings) -> int:
+    """The largest bucket resolution (and image side) jobs get on this server's model."""
+    if effective_model(settings) == "tiny":
+        return min(settings.max_resolution, TINY_MAX_RESOLUTION)
+    return settings.max_resolution
+
+
+def capped_image_size(settings: Settings, width: int, height: int) -> tuple[int, int]:
+    """width×height scaled down (aspect kept, multiples of 16) so that neither side exceeds the tiny
+    model's limit; unchanged with the real model."""
+    if effective_model(settings) != "tiny" or max(width, height) <= TINY_MAX_RESOLUTION:
+        return width, height
+    scale = TINY_MAX_RESOLUTION / max(width, height)
+    return _side(width * scale), _side(height * scale)
+
+
+def _side(value: float) -> int:
+    # Multiples of 16 (VAE x8, 2x2 patches), at least 64 and at most the cap.
+    return max(64, min(TINY_MAX_RESOLUTION, int(value) // 16 * 16))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from framepack_api.errors import InvalidInput, TooManyJobs
+from framepack_api.hardware import resolution_cap
 from framepack_api.job_memory import check_video
 from framepack_api.jobs.db import read_tx
 from framepack_api.jobs.schema import JobStatus
@@ -29,6 +30,10 @@ def apply_server_limits(settings: Settings, params: VideoParams, *, default_reso
     if params.video_length > settings.max_video_seconds:
         raise InvalidInput("video_length", f"{params.video_length} s is above this server's limit of "
                                            f"{settings.max_video_seconds} s")
+    cap = resolution_cap(settings)
+    if params.resolution is not None and params.resolution > cap:
+        # The tiny model's limit: scaled down rather than refused; the job's params show what runs.
+        params = params.model_copy(update={"resolution": cap})
     check_video(settings, params, params.resolution or default_resolution)
     if params.has_end_image and params.sampling_mode == "forward":
         raise InvalidInput(end_image_field, "an end image needs sampling_mode 'reverse'; "

@@ -14,8 +14,8 @@ import pytest
 
 from framepack_api.backends.framepack import video as video_module
 from framepack_api.media.video import read_mp4_info
-from framepack_api.serverless import __main__ as cli
 from framepack_api.serverless import (
+    InvocationFailed,
     generate_video_sync,
     get_models,
     handler,
@@ -24,6 +24,7 @@ from framepack_api.serverless import (
     model_loads,
     reset_models,
 )
+from framepack_api.serverless import __main__ as cli
 from serverless.serverless_helpers import (
     EXPECTED_FRAMES,
     PutReceiver,
@@ -36,6 +37,14 @@ from serverless.serverless_helpers import (
 )
 
 STAGES = {"load", "encode", "sample", "decode", "write"}
+
+
+def failed_direct(event: dict[str, Any]) -> dict[str, Any]:
+    """A direct invocation that must fail: it raises (Lambda's FunctionError) with the error body."""
+    with pytest.raises(InvocationFailed) as raised:
+        lambda_handler(event, None)
+    assert json.loads(str(raised.value)) == raised.value.body  # Lambda's errorMessage is the body
+    return raised.value.body
 
 
 def leftovers(dirs: ServerlessDirs) -> list[Path]:
@@ -117,7 +126,7 @@ BAD_INPUTS: list[tuple[str, Any, str]] = [
                          ids=[name for name, _, _ in BAD_INPUTS])
 def test_bad_input_is_400_naming_the_field(params: dict[str, Any], change: Any, field: str) -> None:
     loads_before = model_loads()
-    response = lambda_handler(change(params), None)
+    response = failed_direct(change(params))
     assert response["status"] == 400
     assert response["type"] == "invalid_input"
     assert response["field"] == field
@@ -169,7 +178,8 @@ def test_response_over_the_limit_is_413_saying_what_to_change(
         params: dict[str, Any], build: Any, monkeypatch: pytest.MonkeyPatch,
         serverless_env: ServerlessDirs) -> None:
     monkeypatch.setenv("FRAMEPACK_API_SERVERLESS_MAX_RESPONSE_BYTES", "2000")
-    response = lambda_handler(build(params), None)
+    event = build(params)
+    response = failed_direct(event) if build is dict else lambda_handler(event, None)
     body = body_of(response)
     assert body.get("status", response.get("statusCode")) == 413
     if "statusCode" in response:
@@ -207,7 +217,7 @@ def test_output_url_receives_the_mp4_instead_of_base64(
 def test_refused_upload_is_502_naming_output_url(params: dict[str, Any], put_receiver: PutReceiver,
                                                  serverless_env: ServerlessDirs) -> None:
     put_receiver.status = 403
-    response = lambda_handler({**params, "output_url": put_receiver.url("/expired")}, None)
+    response = failed_direct({**params, "output_url": put_receiver.url("/expired")})
     assert response["status"] == 502
     assert response["field"] == "output_url"
     assert "403" in response["error"]

@@ -34,7 +34,9 @@ def test_events_arrive_in_order_with_rising_progress_and_end_with_the_terminal_e
     assert kinds[-2:] == ["status", "completed"]
     assert [e.id for e in events] == sorted(e.id for e in events)
     progress = [e.data["progress"] for e in events if e.kind == "progress"]
-    assert len(progress) >= 2 and progress == sorted(progress) and progress[-1] == 100.0
+    # 100 is the completed state only: the last step's progress stops at 99 while the video is written.
+    assert len(progress) >= 2 and progress == sorted(progress) and progress[-1] == 99.0
+    assert events[-1].data["progress"] == 100.0
     statuses = [e.data["status"] for e in events if e.kind == "status"]
     assert statuses == ["pending", "processing", "completed"]
     last_progress = [e for e in events if e.kind == "progress"][-1].data

@@ -21,6 +21,7 @@ from framepack_api.api.deps import AppState
 from framepack_api.api.uploads import check_size, decode_base64, normalise_image
 from framepack_api.disk import full_disk_error, is_disk_full, require_space
 from framepack_api.errors import InvalidInput
+from framepack_api.hardware import capped_image_size
 from framepack_api.job_memory import check_image
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.limits import check_admission
@@ -157,6 +158,10 @@ def image_params(state: AppState, body: BaseModel, images: dict[str, bytes]) -> 
             "has_target_mask": "target_mask" in images})
     else:
         raise TypeError(f"not an image request: {type(body).__name__}")
+    if params.width is not None and params.height is not None:
+        # On the tiny model, scaled down to its limit (aspect kept); the job's params show the size made.
+        width, height = capped_image_size(settings, params.width, params.height)
+        params = params.model_copy(update={"width": width, "height": height})
     check_loras(settings, params.lora_paths)
     check_image(settings, params)
     return params

@@ -29,6 +29,7 @@ from framepack_api.api.openai_errors import OpenAIError
 from framepack_api.api.submit import submit_video, validate_video_params
 from framepack_api.api.uploads import normalise_image
 from framepack_api.disk import full_disk_error, is_disk_full, require_space
+from framepack_api.hardware import resolution_cap
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.limits import check_admission
 from framepack_api.media.images import find_nearest_bucket, resize_and_center_crop
@@ -157,7 +158,8 @@ def submit_request(state: AppState, req: VideoRequest, backend: str, *,
         job, created = submit_remote(state, remote, req.image, idempotency_key=idempotency_key, owner=owner)
         return Submitted(job, created, remote.size)
     settings = state.settings
-    resolution, bucket_w, bucket_h = local_bucket(req.width, req.height, settings.max_resolution)
+    # On the tiny model the cap is its own limit: frame_size in the answer says what is made.
+    resolution, bucket_w, bucket_h = local_bucket(req.width, req.height, resolution_cap(settings))
     fields = {**req.knobs, "prompt": req.prompt, "video_length": req.video_length,
               "resolution": resolution, "sampling_mode": LOCAL_MODELS[req.model]}
     params = validate_video_params(state, fields, has_end_image=False)

@@ -41,6 +41,9 @@ class RunContext:
     # An MP4 of the video so far, written in workdir after each finished section.
     partial_video: Callable[[Path], None] = lambda p: None
     cancelled: Callable[[], bool] = lambda: False
+    # The seed the job runs with, as soon as it is drawn (before the first step), so /status shows it
+    # while the job runs instead of only once it completed.
+    seed: Callable[[int], None] = lambda s: None
 
 
 @dataclass

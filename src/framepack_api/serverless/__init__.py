@@ -7,7 +7,12 @@ docs/SERVERLESS.md.
 
 from framepack_api.serverless.events import Shape, VideoRequest, detect_shape, parse_request
 from framepack_api.serverless.handlers import (
+    InternalError,
+    InvalidInputError,
+    InvocationFailed,
+    ResponseTooLargeError,
     ServerlessConfig,
+    UploadFailedError,
     generate_video_sync,
     get_models,
     handler,
@@ -15,12 +20,18 @@ from framepack_api.serverless.handlers import (
     lambda_handler,
     model_loads,
     reset_models,
+    stream_handler,
     warm_up,
 )
 
 __all__ = [
+    "InternalError",
+    "InvalidInputError",
+    "InvocationFailed",
+    "ResponseTooLargeError",
     "ServerlessConfig",
     "Shape",
+    "UploadFailedError",
     "VideoRequest",
     "detect_shape",
     "generate_video_sync",
@@ -31,5 +42,6 @@ __all__ = [
     "model_loads",
     "parse_request",
     "reset_models",
+    "stream_handler",
     "warm_up",
 ]

@@ -1,7 +1,7 @@
 """Run serverless events locally, or start a RunPod worker.
 
     python -m framepack_api.serverless EVENT.json [--out video.mp4] [--repeat N]
-    python -m framepack_api.serverless --runpod
+    python -m framepack_api.serverless --runpod [--stream]
 
 Each invocation's response is printed as one JSON line on stdout. With ``--out`` the MP4 is written
 to that file and ``video_b64`` is shortened in the printed response. ``--repeat`` runs the same event
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from framepack_api.serverless.handlers import lambda_handler, start_runpod_worker
+from framepack_api.serverless.handlers import InvocationFailed, lambda_handler, start_runpod_worker
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="write the MP4 here")
     parser.add_argument("--repeat", type=int, default=1, help="invoke N times in this process (warm)")
     parser.add_argument("--runpod", action="store_true", help="start a RunPod serverless worker")
+    parser.add_argument("--stream", action="store_true",
+                        help="with --runpod: the generator handler, streaming progress before the output")
     return parser
 
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.runpod:
         try:
-            start_runpod_worker()
+            start_runpod_worker(stream=args.stream)
         except ImportError:
             print("the runpod package is not installed: pip install 'framepack-api[runpod]'", file=sys.stderr)
             return 2
@@ -79,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for i in range(max(args.repeat, 1)):
         started = time.perf_counter()
-        response = lambda_handler(event, None)
+        try:
+            response = lambda_handler(event, None)
+        except InvocationFailed as exc:  # a failed direct invocation: Lambda would see it raised
+            response = exc.body
         seconds = time.perf_counter() - started
         status = _status(response)
         failed = failed or status != 200

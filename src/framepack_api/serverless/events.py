@@ -32,10 +32,13 @@ from framepack_api.limits import apply_server_limits
 from framepack_api.net_guard import NetGuard
 from framepack_api.params import VideoParams
 from framepack_api.params.fields import text_problem
+from framepack_api.serverless.image_urls import check_image_url, fetch_image
 from framepack_api.settings import Settings
 
 IMAGE_FIELD = "input_image_b64"
 END_IMAGE_FIELD = "end_image_b64"
+IMAGE_URL_FIELD = "input_image_url"
+END_IMAGE_URL_FIELD = "end_image_url"
 OUTPUT_URL_FIELD = "output_url"
 # Keys only API Gateway puts in an event; none of them is a parameter name, so no direct event has them.
 _PROXY_KEYS = frozenset({"body", "requestContext", "httpMethod", "routeKey", "rawPath"})
@@ -115,28 +118,49 @@ class VideoRequest:
     output_url: str | None = None
 
 
-def parse_request(data: Any, settings: Settings) -> VideoRequest:
-    """Validate everything before anything runs: bad input never loads a model or writes a file."""
+def parse_request(data: Any, settings: Settings, *, fetch_timeout: float = 60.0) -> VideoRequest:
+    """Validate everything before anything runs: bad input never loads a model or writes a file.
+
+    Images come as base64 (``input_image_b64``) or by URL (``input_image_url``); URLs are fetched
+    last, once every other field has passed, so a bad field never costs a download.
+    """
     if not isinstance(data, Mapping):
         raise InvalidInput("body", f"the parameters must be a JSON object, got {type(data).__name__}")
     fields = {k: v for k, v in data.items() if v is not None}
-    image_b64 = fields.pop(IMAGE_FIELD, None)
-    end_b64 = fields.pop(END_IMAGE_FIELD, None)
+    guard = NetGuard.from_entries(settings.outbound_allow)
+    start = _image_source(fields, IMAGE_FIELD, IMAGE_URL_FIELD, guard)
+    end = _image_source(fields, END_IMAGE_FIELD, END_IMAGE_URL_FIELD, guard)
     output_url = fields.pop(OUTPUT_URL_FIELD, None)
-    if image_b64 is None:
-        raise InvalidInput(IMAGE_FIELD, "required: the start image as base64 (PNG, JPEG, WebP, ...)")
+    if start is None:
+        raise InvalidInput(IMAGE_FIELD, f"required: the start image as base64 (PNG, JPEG, WebP, ...), "
+                                        f"or its URL as {IMAGE_URL_FIELD}")
     if "has_end_image" in fields:
         raise InvalidInput("has_end_image", f"set by the server from {END_IMAGE_FIELD}; do not send it")
-    params = _video_params(fields, settings, has_end_image=end_b64 is not None)
+    params = _video_params(fields, settings, has_end_image=end is not None,
+                           end_field=end[0] if end is not None else END_IMAGE_FIELD)
+    checked_output_url = _output_url(output_url, settings) if output_url is not None else None
     return VideoRequest(
         params=params,
-        image=_image(IMAGE_FIELD, image_b64, settings),
-        end_image=_image(END_IMAGE_FIELD, end_b64, settings) if end_b64 is not None else None,
-        output_url=_output_url(output_url, settings) if output_url is not None else None,
+        image=_image(*start, settings, guard, fetch_timeout),
+        end_image=_image(*end, settings, guard, fetch_timeout) if end is not None else None,
+        output_url=checked_output_url,
     )
 
 
-def _video_params(fields: dict[str, Any], settings: Settings, *, has_end_image: bool) -> VideoParams:
+def _image_source(fields: dict[str, Any], b64_field: str, url_field: str,
+                  guard: NetGuard) -> tuple[str, Any] | None:
+    """(field, value) of an image given either way; both at once is refused."""
+    b64 = fields.pop(b64_field, None)
+    url = fields.pop(url_field, None)
+    if b64 is not None and url is not None:
+        raise InvalidInput(url_field, f"give the image once: {b64_field} or {url_field}, not both")
+    if url is not None:
+        return url_field, check_image_url(url_field, url, guard)
+    return (b64_field, b64) if b64 is not None else None
+
+
+def _video_params(fields: dict[str, Any], settings: Settings, *, has_end_image: bool,
+                  end_field: str) -> VideoParams:
     try:
         params = VideoParams.model_validate({**fields, "has_end_image": has_end_image})
     except ValidationError as exc:
@@ -146,13 +170,16 @@ def _video_params(fields: dict[str, Any], settings: Settings, *, has_end_image: 
         raise InvalidInput(first, problems) from None
     # The same server limits as every HTTP entry point.
     return apply_server_limits(settings, params, default_resolution=default_resolution(settings),
-                               end_image_field=END_IMAGE_FIELD)
+                               end_image_field=end_field)
 
 
-def _image(field: str, value: Any, settings: Settings) -> Image.Image:
-    if not isinstance(value, str):
+def _image(field: str, value: Any, settings: Settings, guard: NetGuard, fetch_timeout: float) -> Image.Image:
+    if field in (IMAGE_URL_FIELD, END_IMAGE_URL_FIELD):
+        data = fetch_image(field, value, guard, max_bytes=settings.max_upload_bytes, timeout=fetch_timeout)
+    elif not isinstance(value, str):
         raise InvalidInput(field, f"must be a base64 string, got {type(value).__name__}")
-    data = decode_base64(field, value, settings.max_upload_bytes)
+    else:
+        data = decode_base64(field, value, settings.max_upload_bytes)
     check_size(field, data, settings.max_upload_bytes)
     png = normalise_image(field, data, settings.max_image_pixels)
     with Image.open(io.BytesIO(png)) as img:

@@ -9,12 +9,14 @@ the job worker runs — in a temporary directory, then answer with the MP4 as ba
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import queue
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -59,10 +61,50 @@ class ServerlessConfig(BaseSettings):
     upload_timeout_s: float = Field(default=300.0, gt=0)
     # Least time between two RunPod progress updates (each is an HTTP call).
     progress_interval_s: float = Field(default=2.0, ge=0)
+    # Timeout of the GET of an image given by URL (input_image_url, end_image_url).
+    fetch_timeout_s: float = Field(default=60.0, gt=0)
 
 
 class UploadFailed(Exception):
     pass
+
+
+class InvocationFailed(Exception):
+    """A failed direct Lambda invocation. Raised, not returned, so that Lambda marks the invocation
+    ``FunctionError`` (retries, dead-letter queues and Step Functions ``Catch`` depend on it). Lambda
+    reports the class name as ``errorType`` and ``str(exc)`` — the error body as JSON — as
+    ``errorMessage``; ``body`` holds the same dict for in-process callers."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(json.dumps(body, separators=(",", ":")))
+        self.body = body
+        self.status = int(body.get("status", 500))
+
+
+# One subclass per error ``type``, so that a Step Functions Catch or a retry policy can tell bad input
+# (never worth retrying) from a failure of the function.
+class InvalidInputError(InvocationFailed):
+    pass
+
+
+class ResponseTooLargeError(InvocationFailed):
+    pass
+
+
+class UploadFailedError(InvocationFailed):
+    pass
+
+
+class InternalError(InvocationFailed):
+    pass
+
+
+_ERROR_TYPES: dict[str, type[InvocationFailed]] = {
+    "invalid_input": InvalidInputError,
+    "response_too_large": ResponseTooLargeError,
+    "upload_failed": UploadFailedError,
+    "internal_error": InternalError,
+}
 
 
 # --- the model: loaded on first use, kept for every warm invocation of this process ---------------
@@ -167,7 +209,7 @@ def invoke(event: Any, progress: ProgressFn | None = None) -> dict[str, Any]:
 def _invoke(shape: Shape, data: Any, progress: ProgressFn | None) -> dict[str, Any]:
     started = time.perf_counter()
     config = ServerlessConfig()
-    request = parse_request(data, current_settings())
+    request = parse_request(data, current_settings(), fetch_timeout=config.fetch_timeout_s)
     model, load_seconds = get_models()
     if config.tmp_dir is not None:
         config.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -258,11 +300,18 @@ def _without_query(url: str) -> str:
 # --- platform entry points -----------------------------------------------------------------------
 
 def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
-    """AWS Lambda: a direct invocation, or an API Gateway REST (v1) / HTTP API (v2) proxy event."""
+    """AWS Lambda: a direct invocation, or an API Gateway REST (v1) / HTTP API (v2) proxy event.
+
+    A proxy event always gets a response (API Gateway turns it into the HTTP status); a failed direct
+    invocation raises an ``InvocationFailed`` subclass carrying the error body.
+    """
     request_id = getattr(context, "aws_request_id", None)
     if request_id:
         log.info("serverless: lambda request %s", request_id)
-    return invoke(event)
+    response = invoke(event)
+    if detect_shape(event) is Shape.direct and "error" in response:
+        raise _ERROR_TYPES.get(str(response.get("type")), InvocationFailed)(response)
+    return response
 
 
 def handler(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -296,9 +345,44 @@ def _runpod_progress(job: Mapping[str, Any], interval: float) -> ProgressFn | No
     return report
 
 
-def start_runpod_worker() -> None:
-    """Load the model, then serve RunPod jobs forever (``python -m framepack_api.serverless --runpod``)."""
+def progress_item(p: Progress) -> dict[str, Any]:
+    return {"type": "progress", "percent": p.percent, "section": p.section,
+            "total_sections": p.total_sections, "step": p.step, "total_steps": p.total_steps,
+            "message": p.message}
+
+
+def stream_handler(job: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """RunPod generator handler: yields a ``{"type": "progress", ...}`` item each time the progress
+    changes, then the output body (the same dict ``handler`` returns). Run it with
+    ``return_aggregate_stream`` so that ``/run`` + ``/status`` also get every item as a list."""
+    items: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    outcome: list[dict[str, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append(invoke(job.get("input") or {}, progress=lambda p: items.put(progress_item(p))))
+        finally:
+            items.put(None)  # invoke never raises, but the consumer must never wait forever
+
+    # Generation runs in a thread so that this generator hands each item out while it is produced.
+    worker = threading.Thread(target=run, name="framepack-serverless-stream", daemon=True)
+    worker.start()
+    last: dict[str, Any] | None = None
+    while (item := items.get()) is not None:
+        if item != last:
+            last = item
+            yield item
+    worker.join()
+    yield outcome[0] if outcome else error_body(500, "internal_error", "the generation thread ended without output")
+
+
+def start_runpod_worker(*, stream: bool = False) -> None:
+    """Load the model, then serve RunPod jobs forever (``python -m framepack_api.serverless --runpod``);
+    with ``stream`` the generator handler streams progress items before the output."""
     import runpod.serverless  # optional extra: framepack-api[runpod]
 
     warm_up()  # the first job should not pay for the load
-    runpod.serverless.start({"handler": handler})
+    if stream:
+        runpod.serverless.start({"handler": stream_handler, "return_aggregate_stream": True})
+    else:
+        runpod.serverless.start({"handler": handler})

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# A running job never shows 100: that is the completed state (the last step is followed by decode and write).
+RUNNING_PROGRESS_CAP = 99.0
+FINISHING_MESSAGE = "sampling done; decoding and writing the output"
 # Progress writes closer together than this are folded into the next one; the cancel flag
 # comes back with each write, so cancellation is still seen within this time.
 PROGRESS_WRITE_INTERVAL = 0.25
@@ -126,13 +129,19 @@ class Lease:
         new_section = p.section != self.last_section
         if new_section or last_step or now - self.last_write >= PROGRESS_WRITE_INTERVAL:
             self.last_section = p.section
-            fields = {"progress": p.percent, "step": p.step, "total_steps": p.total_steps,
+            # 100 means completed: after the last step come the VAE decode and the file write,
+            # which can take a while, so a running job stops just short of it.
+            fields = {"progress": min(p.percent, RUNNING_PROGRESS_CAP), "step": p.step, "total_steps": p.total_steps,
                       "section": p.section, "total_sections": p.total_sections,
-                      "message": p.message or f"section {p.section}/{p.total_sections}, "
-                                              f"step {p.step}/{p.total_steps}"}
+                      "message": FINISHING_MESSAGE if last_step else
+                                 p.message or f"section {p.section}/{p.total_sections}, step {p.step}/{p.total_steps}"}
             extra = {"eta_seconds": self._eta(p, now)}
             self._write(lambda: self.store.heartbeat(self.job, event_extra=extra, **fields))
         self.check()
+
+    def record_seed(self, seed: int) -> None:
+        """The seed the backend drew, written at once (fenced) so /status shows it while running."""
+        self._write(lambda: self.store.heartbeat(self.job, seed=seed))
 
     def _eta(self, p: Progress, now: float) -> float | None:
         """From this job's own step rate so far (the first step's time is not counted)."""

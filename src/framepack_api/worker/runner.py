@@ -166,7 +166,8 @@ class Worker:
 
         ctx = RunContext(workdir=workdir, progress=report, cancelled=cancelled,
                          preview=lambda path: lease.preview(self.storage, path),
-                         partial_video=lambda path: lease.partial_video(self.storage, path))
+                         partial_video=lambda path: lease.partial_video(self.storage, path),
+                         seed=lease.record_seed)
         inputs = {name: self.storage.resolve(rel) for name, rel in job.inputs.items()}
         lease.start()
         try:

@@ -45,8 +45,9 @@ def test_generate_image_stores_rounded_size_and_input(client: TestClient, image_
 
 def test_seed_002_defaults(client: TestClient) -> None:
     job = status(client, client.post("/api/generate-image", json={"prompt": "x"}).json()["job_id"])
+    # 1216x704 is scaled to the tiny model's limit here (tests/api/test_tiny_model_caps.py).
     assert {k: job["params"][k] for k in ("steps", "cfg", "width", "height")} == {
-        "steps": 30, "cfg": 1.0, "width": 1216, "height": 704}
+        "steps": 30, "cfg": 1.0, "width": 256, "height": 144}
     batch = status(client, client.post("/api/batch-images", json={"prompts": ["a"]}).json()["job_id"])
     assert batch["params"]["batch_size"] == 4
     transfer = client.post("/api/transfer-image", json={"prompt": "p", "source_image": b64_png(),

@@ -98,6 +98,7 @@ def generate_image(model: LoadedModel, params: ImageParams, image: Image.Image |
     canvas = (resize_and_center_crop(load_rgb(image), width, height) if image is not None
               else Image.new("RGB", (width, height), NEUTRAL_CANVAS))
     seed = draw_seed(params.seed)
+    ctx.seed(seed)
     layout = layout_for(params)
     cond = encode_conditioning(model, canvas)
     sampling = Sampling(steps=params.steps, cfg=params.cfg, gs=params.gs, negative_prompt=params.negative_prompt)
@@ -118,6 +119,7 @@ def generate_batch(model: LoadedModel, params: ImageBatchParams, image: Image.Im
     prompts = params.prompts
     # The API draws missing seeds at submit time; this covers jobs made any other way.
     seeds = [draw_seed(params.seeds[i] if i < len(params.seeds) else None) for i in range(len(prompts))]
+    ctx.seed(seeds[0])  # the job's seed column holds the first; info.seeds has them all
     layout = layout_for(params)
     canvas = (resize_and_center_crop(load_rgb(image), width, height) if image is not None
               else Image.new("RGB", (width, height), NEUTRAL_CANVAS))
@@ -159,6 +161,7 @@ def transfer_image(model: LoadedModel, params: ImageTransferParams, target: Imag
         reference_weight = strength * mask_to_latent(masks["source_mask"], cond.reference_latent)
     layout = layout_for(params, reference_index=params.history_index)
     seed = draw_seed(params.seed)
+    ctx.seed(seed)
     sampling = Sampling(steps=params.steps, cfg=params.cfg, gs=params.gs, negative_prompt=params.negative_prompt,
                         reference_weight=reference_weight, start_weight=start_weight)
     [pixels] = run_items(model, [params.prompt], [seed], cond, layout, sampling, 1, ctx)

@@ -166,6 +166,7 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
     # 1) Seed: -1 draws one; the job records the seed actually used so it can be reproduced.
     seed = secrets.randbelow(2**32) if params.seed == -1 else params.seed
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    ctx.seed(seed)
 
     # 2) Size: FramePack's bucket nearest to the input's aspect ratio, then cover + centre crop.
     resolution = params.resolution or model.default_resolution
