@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -13,6 +15,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from framepack_api.settings import ModelChoice, Settings
+
+if TYPE_CHECKING:
+    from framepack_api.gpus import WorkerSlot
 
 app = typer.Typer(help="FramePack video and image generation as a job server.", no_args_is_help=True)
 jobs_app = typer.Typer(help="List, inspect and cancel jobs on a server.", no_args_is_help=True)
@@ -32,7 +37,13 @@ ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="FRAMEPACK_AP
 
 def _settings(**overrides: Any) -> Settings:
     """Environment and .env first, then the flags that were given."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:  # a bad flag or variable: name it, without a traceback
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][:1])}: {e['msg']}" for e in exc.errors())
+        raise typer.BadParameter(problems) from None
 
 
 def _logging(settings: Settings) -> None:
@@ -45,7 +56,9 @@ def _logging(settings: Settings) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Embedded worker processes (0 = API only).")] = None,
+    workers: Annotated[str | None, typer.Option(
+        help="Embedded worker processes: a number (0 = API only) or auto (one per GPU).")] = None,
+    gpus: Annotated[str | None, typer.Option(help="Pin workers to these GPUs: 0,1,3, GPU-/MIG- UUIDs, or all.")] = None,
     model: Annotated[str | None, typer.Option(help="auto | framepack | tiny")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
@@ -57,13 +70,14 @@ def serve(
     from framepack_api.jobs.db import create_engine, upgrade
     from framepack_api.worker.supervisor import Supervisor
 
-    settings = _settings(host=host, port=port, workers=workers, model=_model(model), data_dir=data_dir,
-                         database_url=database_url)
+    settings = _settings(host=host, port=port, workers=workers, gpus=gpus, model=_model(model),
+                         data_dir=data_dir, database_url=database_url)
     _logging(settings)
+    slots = _worker_slots(settings, settings.workers)
     engine = create_engine(settings.resolved_database_url)
     upgrade(engine)  # before any worker starts, so they never race to create the schema
     engine.dispose()
-    supervisor = Supervisor(settings, settings.workers)
+    supervisor = Supervisor(settings, slots)
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                             log_level=settings.log_level.lower(), access_log=settings.access_log,
                             # json: uvicorn's lines go through the root handler, in the same format
@@ -100,16 +114,52 @@ def worker(
     data_dir: Annotated[Path | None, typer.Option(help="Data directory (shared with the API).")] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
     max_jobs: Annotated[int | None, typer.Option(help="Exit after this many jobs.")] = None,
+    gpus: Annotated[str | None, typer.Option(
+        help="Supervise one worker process per GPU instead: 0,1,3, GPU-/MIG- UUIDs, or all.")] = None,
 ) -> None:
-    """Run one worker process: load the model once, then take jobs from the database."""
-    from framepack_api.backends.registry import create_backend
-    from framepack_api.worker.runner import Worker
+    """Run one worker process: load the model once, then take jobs from the database.
 
-    settings = _settings(model=_model(model), data_dir=data_dir, database_url=database_url)
+    With --gpus (or GPUS set), run one such process per listed GPU, each pinned to its device and
+    restarted on it when it dies."""
+    from framepack_api.backends.registry import create_backend
+    from framepack_api.worker.runner import WORKER_ID_ENV, Worker
+
+    settings = _settings(model=_model(model), data_dir=data_dir, database_url=database_url, gpus=gpus)
     _logging(settings)
+    if settings.gpus and WORKER_ID_ENV not in os.environ:  # a supervised child never supervises
+        if max_jobs is not None:
+            raise typer.BadParameter("only one worker process can stop after a number of jobs",
+                                     param_hint="--max-jobs")
+        from framepack_api.jobs.db import create_engine, upgrade
+        from framepack_api.worker.supervisor import supervise_until_signalled
+
+        engine = create_engine(settings.resolved_database_url)
+        upgrade(engine)  # once, before the workers start
+        engine.dispose()
+        supervise_until_signalled(settings, _worker_slots(settings, "auto"))
+        return
     runner = Worker(settings, create_backend)
     runner.install_signal_handlers()
     runner.run_forever(max_jobs=max_jobs)
+
+
+def _worker_slots(settings: Settings, workers: int | Literal["auto"]) -> list[WorkerSlot]:
+    """Which worker processes to run, each pinned to its GPU where GPUs are chosen (gpus.py)."""
+    from framepack_api.gpus import GpuSelectionError, discover_gpus, plan_workers
+
+    visible = discover_gpus() if workers == "auto" or settings.gpus else []
+    try:
+        slots = plan_workers(workers, settings.gpus, visible)
+    except GpuSelectionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--gpus / FRAMEPACK_API_GPUS") from None
+    log = logging.getLogger("framepack_api.cli")
+    if any(slot.gpu is not None for slot in slots):
+        if not visible:
+            log.warning("no GPU found here (nvidia-smi, /proc/driver/nvidia); pinning workers as asked")
+        log.info("%d worker(s): %s", len(slots), ", ".join(slot.label for slot in slots))
+    elif slots and workers == "auto":
+        log.info("no GPU visible: 1 worker, on the CPU")
+    return slots
 
 
 def _model(value: str | None) -> ModelChoice | None:

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from framepack_api.gpus import parse_visible_devices
+
 ModelChoice = Literal["auto", "framepack", "framepack-f1", "tiny"]
 
 
@@ -22,7 +24,13 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
 
     model: ModelChoice = Field("auto", description="auto: the real model with CUDA, else the tiny one.")
-    workers: int = Field(1, ge=0, le=64, description="Embedded worker processes started by `serve`.")
+    workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = Field(
+        1, description="Embedded worker processes started by `serve`; auto: one per visible GPU (one on the CPU "
+                       "without a GPU).")
+    gpus: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="GPUs the workers are pinned to, one worker each: nvidia-smi indices or "
+                                          "GPU-/MIG- UUIDs (0,1,3), or all. Empty: with workers=auto, every "
+                                          "visible GPU; else workers are not pinned.")
     lora_dir: Path | None = None
 
     # Where real weights come from; overridable for local mirrors.
@@ -118,7 +126,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("api_keys", "basic_auth_users", "admin_api_keys", "cors_origins", "outbound_allow",
-                     "training_params", mode="before")
+                     "training_params", "gpus", mode="before")
     @classmethod
     def _collection_from_env(cls, value: Any, info: ValidationInfo) -> Any:
         # Environment values: JSON, a Python literal (how `serve` hands settings to its workers),
@@ -137,6 +145,16 @@ class Settings(BaseSettings):
             except ValueError:
                 return ast.literal_eval(text)
         return [part.strip() for part in text.split(",") if part.strip()]
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpu_selectors(cls, value: list[str]) -> list[str]:
+        if value == ["all"]:
+            return value
+        for entry in value:
+            if entry == "all" or parse_visible_devices(entry) != [entry]:
+                raise ValueError(f"{entry!r} is not a GPU index, a GPU-/MIG- UUID, or all (alone)")
+        return value
 
     @model_validator(mode="after")
     def _remote_needs_a_url(self) -> Settings:

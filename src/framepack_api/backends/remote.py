@@ -253,6 +253,7 @@ class RoutingBackend:
         self.local: Backend | None = None
         self.preset = remote.preset
         self.is_tiny = False
+        self.device: str | None = None  # the local model's, once loaded
         if settings.backend == "framepack" or settings.training_backend == "framepack":
             self._load_local()
 
@@ -260,6 +261,7 @@ class RoutingBackend:
         if self.local is None:
             self.local = self.local_factory(self.settings)
             self.preset, self.is_tiny = self.local.preset, self.local.is_tiny
+            self.device = getattr(self.local, "device", None)
         return self.local
 
     def run(self, job_type: JobType, params: dict[str, Any], inputs: dict[str, Path],

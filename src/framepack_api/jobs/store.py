@@ -391,10 +391,11 @@ class JobStore:
     # -- workers -----------------------------------------------------------------------------
 
     def worker_seen(self, worker_id: str, *, state: str, pid: int, hostname: str, preset: str | None,
-                    current_job_id: str | None = None) -> None:
+                    current_job_id: str | None = None, device: str | None = None,
+                    visible_devices: str | None = None) -> None:
         now = self.clock()
         values = {"state": state, "last_seen_at": now, "current_job_id": current_job_id,
-                  "preset": preset}
+                  "preset": preset, "device": device, "visible_devices": visible_devices}
         with write_tx(self.engine) as conn:
             n = conn.execute(workers.update().where(workers.c.id == worker_id).values(**values)).rowcount
             if n == 0:

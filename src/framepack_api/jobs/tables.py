@@ -65,6 +65,9 @@ workers = sa.Table(
     sa.Column("last_seen_at", sa.Float, nullable=False),
     sa.Column("current_job_id", sa.String(36)),
     sa.Column("state", sa.String(16), nullable=False),  # starting | idle | busy | stopped
+    # e.g. "cuda:1 (GPU-5d5b…)" or "cpu" (gpus.worker_device_label), and CUDA_VISIBLE_DEVICES as set.
+    sa.Column("device", sa.String(255)),
+    sa.Column("visible_devices", sa.String(255)),
 )
 
 # Every change a client may want pushed (transitions, progress, previews) is appended here in the

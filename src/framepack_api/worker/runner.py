@@ -20,6 +20,7 @@ from types import FrameType
 from framepack_api.backends.base import Backend, JobOutput, Progress, RunContext
 from framepack_api.disk import DiskGuard, is_disk_full
 from framepack_api.errors import DiskFull, JobCancelled, LeaseLost
+from framepack_api.gpus import WORKER_GPU_ENV, worker_device_label
 from framepack_api.jobs.db import create_engine, upgrade
 from framepack_api.jobs.retention import sweep_work_dirs
 from framepack_api.jobs.scheduling import scheduling_options
@@ -53,6 +54,8 @@ class Worker:
         self.storage = LocalStorage(settings.storage_dir)
         self.stopping = threading.Event()
         self.preset: str | None = None
+        # Until the model is loaded: the GPU the supervisor pinned this worker to, if any.
+        self.device: str | None = os.environ.get(WORKER_GPU_ENV) or None
         self.disk = DiskGuard(self.storage.root, settings.min_free_disk_mb)
         self.low_disk_logged = False
 
@@ -75,7 +78,9 @@ class Worker:
         self._seen("starting")
         backend = self.backend_factory(self.settings)
         self.preset = backend.preset
-        log.info("worker %s ready with model %s", self.id, backend.preset)
+        # Backends that run no model here (remote) have no device.
+        self.device = worker_device_label(getattr(backend, "device", None))
+        log.info("worker %s ready with model %s on %s", self.id, backend.preset, self.device)
         done = 0
         last_seen = last_reap = 0.0
         idle_wait = FAST_POLL_SECONDS
@@ -137,7 +142,8 @@ class Worker:
         """The workers table is for display and health; a database blip must not stop a job."""
         try:
             self.store.worker_seen(self.id, state=state, pid=os.getpid(), hostname=socket.gethostname(),
-                                   preset=self.preset, current_job_id=job_id)
+                                   preset=self.preset, current_job_id=job_id, device=self.device,
+                                   visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
         except Exception as exc:
             if not is_transient(exc):
                 raise

@@ -15,8 +15,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from framepack_api.gpus import WORKER_GPU_ENV, WorkerSlot
 from framepack_api.settings import Settings
 from framepack_api.worker.runner import PARENT_PID_ENV, WORKER_ID_ENV, new_worker_id
 
@@ -62,9 +64,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, count: int) -> None:
+    def __init__(self, settings: Settings, slots: int | Sequence[WorkerSlot]) -> None:
+        """`slots`: the workers to keep running (each keeps its GPU across restarts), or a number
+        of unpinned ones."""
         self.settings = settings
-        self.count = count
+        self.slots = [WorkerSlot(None) for _ in range(slots)] if isinstance(slots, int) else list(slots)
+        count = self.count = len(self.slots)
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
         self.worker_ids: list[str] = [""] * count
         # Spawning and stopping exclude each other, so that no worker is started after stop began.
@@ -88,12 +93,15 @@ class Supervisor:
                 return
             worker_id = f"{new_worker_id()}-w{slot}"
             env = {**settings_env(self.settings), PARENT_PID_ENV: str(os.getpid()), WORKER_ID_ENV: worker_id}
+            env.pop(WORKER_GPU_ENV, None)
+            env["FRAMEPACK_API_GPUS"] = ""  # the child is a worker, never another supervisor
+            env.update(self.slots[slot].env(self.settings.device))
             proc = subprocess.Popen(worker_command(), env=env,
                                     start_new_session=True)  # a terminal's Ctrl-C reaches us, not them
             self.procs[slot] = proc
             self.worker_ids[slot] = worker_id
             self.spawned_at[slot] = time.monotonic()
-        log.info("started worker %d (pid %d)", slot, proc.pid)
+        log.info("started worker %d (pid %d) on %s", slot, proc.pid, self.slots[slot].label)
 
     def _record_death(self, slot: int, signum: int) -> None:
         """Record on the dead worker's job why it stopped, and requeue or fail it now rather than
@@ -153,3 +161,25 @@ class Supervisor:
                 log.error("worker pid %d did not stop in %.0fs; killing it", proc.pid, timeout)
                 proc.kill()
                 proc.wait()
+
+
+def supervise_until_signalled(settings: Settings, slots: Sequence[WorkerSlot]) -> None:
+    """`framepack-api worker --gpus`: keep one worker process per slot running until SIGTERM or
+    SIGINT, then stop them (each gives its job back) and exit."""
+    supervisor = Supervisor(settings, slots)
+    done = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping %d worker(s)", signum, supervisor.count)
+        supervisor.request_stop()
+        done.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    supervisor.start()
+    try:
+        while not done.wait(1.0):
+            pass
+    finally:
+        supervisor.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -214,7 +214,8 @@ class Health(BaseModel):
     database: bool
     workers_alive: int = Field(description="Workers with the model loaded, idle or busy.")
     workers_starting: int = Field(0, description="Workers still loading the model.")
-    workers: list[dict[str, Any]] = Field(description="Each worker's id, state, pid, host and job; "
+    workers: list[dict[str, Any]] = Field(description="Each worker's id, state, pid, host, job, device "
+                                                      "(cuda:N (GPU-uuid) or cpu) and CUDA_VISIBLE_DEVICES; "
                                                       "empty without credentials when auth is on.")
     model: str
     tiny_model: bool
@@ -256,7 +257,8 @@ def health(request: Request, state: StateDep) -> JSONResponse:
         status="ok" if not reasons else "degraded" if db_ok else "unavailable", reasons=reasons,
         database=db_ok, workers_alive=len(ready), workers_starting=len(workers) - len(ready),
         workers=[{"id": w["id"], "state": w["state"], "pid": w["pid"], "hostname": w["hostname"],
-                  "current_job_id": w["current_job_id"], "preset": w["preset"]} for w in shown],
+                  "current_job_id": w["current_job_id"], "preset": w["preset"], "device": w["device"],
+                  "cuda_visible_devices": w["visible_devices"]} for w in shown],
         model=state.model, tiny_model=state.model == "tiny",
         warning=TINY_WARNING if state.model == "tiny" else None,
         counts=counts,

@@ -33,6 +33,7 @@ class FramepackBackend:
         # Plain attributes (the Backend protocol's); preset follows transformer swaps after each run.
         self.preset: str = self.model.preset
         self.is_tiny: bool = self.model.is_tiny
+        self.device: str = str(self.model.device)  # "cuda", "cuda:1", "cpu": what the worker records
         self.loras = LoraManager(settings.lora_dir)
 
     def run(self, job_type: JobType, params: dict[str, Any], inputs: dict[str, Path],
