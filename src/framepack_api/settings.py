@@ -185,6 +185,23 @@ class Settings(BaseSettings):
         1024.0, ge=0, description="Free-space floor of data_dir: below it submits get 507 and running "
                                   "jobs fail; 0 turns the guard off.")
 
+    # -- object storage (issue 12 point 1; docs/SCALING.md#object-storage) --
+    storage_url: str = Field(
+        "", description="Where inputs and results live: empty = data_dir/files, file:///dir = that directory, "
+                        "s3://bucket/prefix = an S3-compatible object store (credentials: the usual AWS variables).")
+    s3_endpoint_url: str = Field("", description="The S3 API's URL for MinIO, R2, GCS and the like; empty = AWS.")
+    storage_downloads: Literal["stream", "redirect"] = Field(
+        "stream", description="With s3://: stream downloads through the API, or answer 307 to a presigned URL.")
+    s3_presign_seconds: int = Field(3600, ge=1, le=7 * 86400, description="Lifetime of a presigned download URL.")
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url_known(cls, value: str) -> str:
+        from framepack_api.storage import parse_storage_url  # storage imports this module
+
+        parse_storage_url(value)
+        return value
+
     # -- hostile input and admission (issue 11) --
     max_body_bytes: int | None = Field(
         None, ge=1024, description="Largest request body; larger ones get 413 before they are read. "
@@ -215,6 +232,9 @@ class Settings(BaseSettings):
 
     @property
     def storage_dir(self) -> Path:
+        """The local files: all of them by default, only the work directories with s3://."""
+        if self.storage_url.startswith("file://"):
+            return Path(self.storage_url[len("file://"):])
         return self.data_dir / "files"
 
     @property

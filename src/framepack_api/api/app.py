@@ -38,11 +38,11 @@ from framepack_api.errors import (
 )
 from framepack_api.hardware import TINY_WARNING, default_resolution, effective_model
 from framepack_api.jobs.db import create_engine, upgrade
-from framepack_api.jobs.retention import Retention, retention_policy, sweep_work_dirs
+from framepack_api.jobs.retention import Retention, discard_dead_attempts, retention_policy, sweep_work_dirs
 from framepack_api.jobs.scheduling import scheduling_options
 from framepack_api.jobs.store import JobStore
 from framepack_api.settings import Settings, get_settings
-from framepack_api.storage import LocalStorage
+from framepack_api.storage import Storage, create_storage
 from framepack_api.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning(TINY_WARNING)
         store = JobStore(engine, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
                          **scheduling_options(settings))
-        storage = LocalStorage(settings.storage_dir)
+        storage = await run_in_threadpool(create_storage, settings)
         app.state.framepack = AppState(
             settings=settings, engine=engine, store=store, storage=storage,
             model=model, default_resolution=default_resolution(settings),
@@ -118,7 +118,7 @@ def _mount_ui(app: FastAPI, settings: Settings) -> None:
     mount_ui(app, settings)
 
 
-async def _reap_forever(store: JobStore, storage: LocalStorage, settings: Settings) -> None:
+async def _reap_forever(store: JobStore, storage: Storage, settings: Settings) -> None:
     """Jobs whose worker died go back to the queue even when no worker is polling, and the work
     directories their killed attempts left behind are removed."""
     while True:
@@ -126,6 +126,9 @@ async def _reap_forever(store: JobStore, storage: LocalStorage, settings: Settin
             reaped = await run_in_threadpool(store.reap)
             if reaped:
                 log.warning("requeued or failed %d job(s) with expired leases: %s", len(reaped), reaped)
+                dropped = await run_in_threadpool(discard_dead_attempts, store.engine, storage, reaped)
+                if dropped:
+                    log.info("removed unpublished results of dead attempts: %s", dropped)
             removed = await run_in_threadpool(sweep_work_dirs, store.engine, storage,
                                               min_age_seconds=settings.lease_seconds)
             if removed:

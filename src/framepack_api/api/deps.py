@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from framepack_api.jobs.store import JobStore
 from framepack_api.settings import Settings
-from framepack_api.storage import LocalStorage
+from framepack_api.storage import Storage
 
 
 @dataclass
@@ -18,7 +18,7 @@ class AppState:
     settings: Settings
     engine: Engine
     store: JobStore
-    storage: LocalStorage
+    storage: Storage
     model: str  # the preset workers load: "tiny" or "framepack"
     default_resolution: int
 

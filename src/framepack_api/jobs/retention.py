@@ -34,7 +34,7 @@ from framepack_api.jobs.tables import (
     webhook_deliveries,
 )
 from framepack_api.settings import Settings
-from framepack_api.storage import LocalStorage
+from framepack_api.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def retention_policy(settings: Settings) -> Policy:
 
 
 class Retention:
-    def __init__(self, engine: Engine, storage: LocalStorage, policy: Policy, *, holder: str,
+    def __init__(self, engine: Engine, storage: Storage, policy: Policy, *, holder: str,
                  clock: Callable[[], float]) -> None:
         self.engine, self.storage, self.policy = engine, storage, policy
         self.holder, self.clock = holder, clock
@@ -181,7 +181,7 @@ class Retention:
         return max(len(event_ids), len(delivery_ids))
 
 
-def sweep_work_dirs(engine: Engine, storage: LocalStorage, *, min_age_seconds: float,
+def sweep_work_dirs(engine: Engine, storage: Storage, *, min_age_seconds: float,
                     clock: Callable[[], float] = time.time) -> list[str]:
     """Remove ``work/<job>-<attempt>`` directories whose attempt is not running any more: a worker
     killed mid-job never reaches its own cleanup. Run by the reaper, after it has requeued jobs.
@@ -210,6 +210,39 @@ def sweep_work_dirs(engine: Engine, storage: LocalStorage, *, min_age_seconds: f
                 storage.discard_work(job_id, attempt)
                 removed.append(name)
     return removed
+
+
+def discard_dead_attempts(engine: Engine, storage: Storage, job_ids: list[str]) -> list[str]:
+    """Remove the results that dead attempts of these jobs uploaded but never published: a worker
+    killed between its upload and its fenced completion. Run by the reaper for the jobs it requeued
+    or failed; a later completion's ``keep_only_attempt`` and retention's ``remove_job`` catch the rest.
+
+    Only attempts up to the one the row names are touched, and never a live or a published one: a
+    claim after this read takes a higher attempt number, so its fresh upload is never taken.
+    """
+    if not job_ids:
+        return []
+    with read_tx(engine) as conn:
+        rows = conn.execute(sa.select(jobs.c.id, jobs.c.status, jobs.c.attempt, jobs.c.result)
+                            .where(jobs.c.id.in_(job_ids))).all()
+    removed = []
+    for row in rows:
+        published = _published_attempt(row.id, row.result)
+        newest_dead = row.attempt - 1 if row.status == JobStatus.processing.value else row.attempt
+        for attempt in storage.output_attempts(row.id):
+            if attempt <= newest_dead and attempt != published:
+                storage.discard_result(row.id, attempt)
+                removed.append(f"{row.id}/{attempt}")
+    return removed
+
+
+def _published_attempt(job_id: str, result: dict[str, Any] | None) -> int | None:
+    for value in (result or {}).values():
+        if isinstance(value, str) and value.startswith(f"outputs/{job_id}/"):
+            attempt = value.split("/")[2]
+            if attempt.isdigit():
+                return int(attempt)
+    return None
 
 
 def _untouched_for(path: Path, seconds: float, now: float) -> bool:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from framepack_api.backends.base import Progress
 from framepack_api.errors import JobCancelled, LeaseLost
 from framepack_api.jobs.store import Heartbeat, Job, JobStore
-from framepack_api.storage import LocalStorage
+from framepack_api.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class Lease:
         per_step = (now - self.first_step_at) / (done - 1)
         return round(per_step * (total - done), 2)
 
-    def preview(self, storage: LocalStorage, produced: Path) -> None:
+    def preview(self, storage: Storage, produced: Path) -> None:
         """Publish the newest latent preview; the DB row and event at most every interval."""
         self.check()  # fenced first: an attempt that lost its job must not replace the winner's preview
         relative = storage.save_preview(self.job.id, produced, "preview.jpg")
@@ -161,7 +161,7 @@ class Lease:
             self.last_preview = time.monotonic()
         self.check()
 
-    def partial_video(self, storage: LocalStorage, produced: Path) -> None:
+    def partial_video(self, storage: Storage, produced: Path) -> None:
         self.check()
         storage.save_preview(self.job.id, produced, "partial.mp4")
         self.check()

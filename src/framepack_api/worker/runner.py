@@ -15,6 +15,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from framepack_api.backends.base import Backend, JobOutput, Progress, RunContext
@@ -22,12 +23,12 @@ from framepack_api.disk import DiskGuard, is_disk_full
 from framepack_api.errors import DiskFull, JobCancelled, LeaseLost
 from framepack_api.gpus import WORKER_GPU_ENV, worker_device_label
 from framepack_api.jobs.db import create_engine, upgrade
-from framepack_api.jobs.retention import sweep_work_dirs
+from framepack_api.jobs.retention import discard_dead_attempts, sweep_work_dirs
 from framepack_api.jobs.scheduling import scheduling_options
 from framepack_api.jobs.store import Job, JobStore
 from framepack_api.logs import log_context
 from framepack_api.settings import Settings
-from framepack_api.storage import LocalStorage
+from framepack_api.storage import create_storage
 from framepack_api.worker.lease import Lease, ShutdownRequested, is_transient
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class Worker:
         self.engine = create_engine(settings.resolved_database_url)
         self.store = JobStore(self.engine, lease_seconds=settings.lease_seconds,
                               max_attempts=settings.max_attempts, **scheduling_options(settings))
-        self.storage = LocalStorage(settings.storage_dir)
+        self.storage = create_storage(settings)
         self.stopping = threading.Event()
         self.preset: str | None = None
         # Until the model is loaded: the GPU the supervisor pinned this worker to, if any.
@@ -92,7 +93,7 @@ class Worker:
                 try:
                     if time.monotonic() - last_reap >= self.settings.reap_interval_seconds:
                         # Workers reap too, so a deployment of workers without an API still recovers.
-                        self.store.reap()
+                        discard_dead_attempts(self.engine, self.storage, self.store.reap())
                         sweep_work_dirs(self.engine, self.storage, min_age_seconds=self.settings.lease_seconds)
                         last_reap = time.monotonic()
                     job = None if self._disk_low() else self.store.claim(self.id)
@@ -174,9 +175,11 @@ class Worker:
                          preview=lambda path: lease.preview(self.storage, path),
                          partial_video=lambda path: lease.partial_video(self.storage, path),
                          seed=lease.record_seed)
-        inputs = {name: self.storage.resolve(rel) for name, rel in job.inputs.items()}
+        inputs: dict[str, Path] = {}
         lease.start()
         try:
+            # In place with a local directory; downloaded into the work directory from an object store.
+            inputs = self.storage.fetch_inputs(job.inputs, workdir / "inputs")
             output = backend.run(job.type, job.params, inputs, ctx)
             lease.stop()
             lease.check()  # one last fenced look before publishing
@@ -208,8 +211,18 @@ class Worker:
                 lease.finish(lambda: self.store.fail(job, error))
         finally:
             lease.stop()
+            self._save_remote_state(job, inputs)
             self.storage.discard_work(job.id, job.attempt)
             self._seen("idle")
+
+    def _save_remote_state(self, job: Job, inputs: dict[str, Path]) -> None:
+        """The remote backend records the remote video's id in its 'remote' input, so that a later
+        attempt resumes it instead of creating another; a fetched copy goes back to the store."""
+        if "remote" in inputs and inputs["remote"].exists():
+            try:
+                self.storage.save_back(job.inputs["remote"], inputs["remote"])
+            except Exception:
+                log.exception("job %s: could not store the remote video's state", job.id)
 
     def publish(self, job: Job, output: JobOutput, lease: Lease) -> bool:
         """Stage the files under this attempt's own directory, then let the fenced completion

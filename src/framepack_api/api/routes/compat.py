@@ -11,12 +11,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from framepack_api.api.auth import CallerDep
 from framepack_api.api.contract import errors
 from framepack_api.api.deps import StateDep
+from framepack_api.api.downloads import stored_file
 from framepack_api.api.routes.progress import SSE_HEADERS, event_stream, resume_point
 from framepack_api.api.views import require_files
 from framepack_api.errors import JobNotFound, JobNotReady
@@ -29,21 +30,20 @@ router = APIRouter(tags=["FramePack-FastAPI compatibility"])
 @router.get("/download/video/{job_id}", summary="The finished MP4 (FramePack-FastAPI's path for /result)",
             responses={200: {"content": {"video/mp4": {}}}, **errors(409, 410),
                        404: {"description": "Unknown job, or not a video job"}})
-def download_video(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
+def download_video(job_id: str, request: Request, state: StateDep, caller: CallerDep) -> Response:
     job = state.store.get(job_id, caller.scope)
     if job.type is not JobType.video:
         raise JobNotFound(job_id)  # an image job has no MP4; /result gives its PNG
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(job_id, job.status.value)
     require_files(job)
-    path = state.storage.resolve(job.result["video"])
-    return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+    return stored_file(state, request, job.result["video"], "video/mp4", filename=f"{job_id}.mp4")
 
 
 @router.get("/input_image/{job_id}", summary="The job's start image (PNG, as the server stored it)",
             responses={200: {"content": {"image/png": {}}}, **errors(410),
                        404: {"description": "Unknown job, or no input image"}})
-def input_image(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
+def input_image(job_id: str, request: Request, state: StateDep, caller: CallerDep) -> Response:
     job = state.store.get(job_id, caller.scope)
     require_files(job)
     # Video jobs name it "image", image jobs "input_image", a transfer its subject "target_image";
@@ -51,8 +51,7 @@ def input_image(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse
     name = next((key for key in ("image", "input_image", "target_image") if key in job.inputs), None)
     if name is None:
         raise JobNotFound(f"{job_id}/input_image")
-    return FileResponse(state.storage.resolve(job.inputs[name]), media_type="image/png",
-                        filename=f"{job_id}_input.png")
+    return stored_file(state, request, job.inputs[name], "image/png", filename=f"{job_id}_input.png")
 
 
 class WorkerStatus(BaseModel):

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from framepack_api.api.auth import Caller, CallerDep
 from framepack_api.api.contract import SUBMIT_CODES, errors
 from framepack_api.api.deps import AppState, StateDep
+from framepack_api.api.downloads import stored_file
 from framepack_api.api.image_submit import (
     BatchImagesRequest,
     GenerateImageRequest,
@@ -77,7 +78,7 @@ async def transfer_image(body: TransferImageRequest, state: StateDep, caller: Ca
     return await _queue(state, caller, JobType.image_transfer, body, idempotency_key)
 
 
-def image_file(state: StateDep, job: Job, index: int | None) -> FileResponse:
+def image_file(state: StateDep, request: Request, job: Job, index: int | None) -> Response:
     """A completed image job's PNG (``index`` None or 0), a batch's ZIP (None) or one batch image."""
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(job.id, job.status.value)
@@ -88,11 +89,10 @@ def image_file(state: StateDep, job: Job, index: int | None) -> FileResponse:
         key = "image" if index in (None, 0) else ""
     if key not in job.result:
         raise JobNotFound(f"{job.id}/{index}")
-    path = state.storage.resolve(job.result[key])
     if key == "zip":
-        return FileResponse(path, media_type="application/zip", filename=f"{job.id}.zip")
+        return stored_file(state, request, job.result[key], "application/zip", filename=f"{job.id}.zip")
     suffix = "" if index is None else f"-{index}"
-    return FileResponse(path, media_type="image/png", filename=f"{job.id}{suffix}.png")
+    return stored_file(state, request, job.result[key], "image/png", filename=f"{job.id}{suffix}.png")
 
 
 def _image_job(state: StateDep, job_id: str, caller: Caller) -> Job:
@@ -104,15 +104,15 @@ def _image_job(state: StateDep, job_id: str, caller: Caller) -> Job:
 
 @router.get("/result/{job_id}/{index}", summary="One image of a finished image job (0-based)",
             responses={200: {"content": {"image/png": {}}}, **errors(404, 409, 410)})
-def result_image(job_id: str, index: int, state: StateDep, caller: CallerDep) -> FileResponse:
-    return image_file(state, _image_job(state, job_id, caller), index)
+def result_image(job_id: str, index: int, request: Request, state: StateDep, caller: CallerDep) -> Response:
+    return image_file(state, request, _image_job(state, job_id, caller), index)
 
 
 @router.get("/api/image/{job_id}", summary="A finished image job's PNG (a batch: its ZIP, or ?index=N)",
             responses={200: {"content": {"image/png": {}, "application/zip": {}}}, **errors(404, 409, 410)})
-def api_image(job_id: str, state: StateDep, caller: CallerDep,
-              index: Annotated[int | None, Query(ge=0, description="One image of a batch")] = None) -> FileResponse:
-    return image_file(state, _image_job(state, job_id, caller), index)
+def api_image(job_id: str, request: Request, state: StateDep, caller: CallerDep,
+              index: Annotated[int | None, Query(ge=0, description="One image of a batch")] = None) -> Response:
+    return image_file(state, request, _image_job(state, job_id, caller), index)
 
 
 @router.get("/loras", summary="LoRA files jobs may name in lora_paths", tags=["models"])

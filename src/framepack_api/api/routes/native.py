@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from framepack_api.api.auth import CallerDep, has_credentials
 from framepack_api.api.contract import SUBMIT_CODES, errors
 from framepack_api.api.deps import StateDep, StoreDep
+from framepack_api.api.downloads import stored_file
 from framepack_api.api.routes.images import image_file
 from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
 from framepack_api.api.uploads import check_size, decode_base64, form_text
@@ -163,15 +164,14 @@ def status(job_id: str, state: StateDep, caller: CallerDep) -> JobView:
 
 @router.get("/result/{job_id}", summary="The finished MP4",
             responses={200: {"content": {"video/mp4": {}}}, **errors(404, 409, 410)})
-def result(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
+def result(job_id: str, request: Request, state: StateDep, caller: CallerDep) -> Response:
     job = state.store.get(job_id, caller.scope)
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(job_id, job.status.value)
     require_files(job)
     if job.type in IMAGE_JOB_TYPES:  # the PNG, or a batch's ZIP
-        return image_file(state, job, None)
-    path = state.storage.resolve(job.result["video"])
-    return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+        return image_file(state, request, job, None)
+    return stored_file(state, request, job.result["video"], "video/mp4", filename=f"{job_id}.mp4")
 
 
 @router.get("/queue", summary="Pending jobs in run order, then running, then recently finished")

@@ -6,20 +6,21 @@ SDK parses. See docs/OPENAI.md for how model, seconds and size map onto FramePac
 
 from __future__ import annotations
 
-import contextlib
-import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
 from framepack_api.api import openai_store
 from framepack_api.api.auth import Caller, CallerDep
 from framepack_api.api.contract import SUBMIT_CODES, errors
 from framepack_api.api.deps import AppState, StateDep
+from framepack_api.api.downloads import stored_file
 from framepack_api.api.openai_errors import OpenAIError, OpenAIRoute
 from framepack_api.api.openai_store import VideoMeta
 from framepack_api.api.uploads import check_size, decode_base64, form_text
@@ -262,26 +263,37 @@ def delete_video(video_id: str, state: StateDep, caller: CallerDep) -> dict[str,
 @router.get("/videos/{video_id}/content", summary="Download the MP4, a thumbnail or a spritesheet",
             responses={200: {"content": {"video/mp4": {}, "image/jpeg": {}}}, **errors(404)})
 async def video_content(
-    video_id: str, state: StateDep, caller: CallerDep,
+    video_id: str, request: Request, state: StateDep, caller: CallerDep,
     variant: Annotated[Literal["video", "thumbnail", "spritesheet"], Query()] = "video",
-) -> FileResponse:
+) -> Response:
     meta, job = await run_in_threadpool(_load, state, video_id, caller)
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(video_id, STATUS[job.status])
     require_files(job)
     expires_at = video_object(job, meta, state.settings)["expires_at"]
     if expires_at is not None and time.time() >= expires_at:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(state.storage.output_dir(video_id))
+        await run_in_threadpool(state.storage.remove_outputs, video_id)
         raise OpenAIError(404, f"The content of video '{video_id}' has expired.", code="video_expired")
-    video = state.storage.resolve(job.result["video"])
+    video = job.result["video"]
     if variant == "video":
-        return FileResponse(video, media_type="video/mp4", filename=f"{video_id}.mp4")
+        return await run_in_threadpool(stored_file, state, request, video, "video/mp4", filename=f"{video_id}.mp4")
     if variant == "thumbnail":
         if "thumbnail" not in job.result:
             raise OpenAIError(404, "This video has no thumbnail.", code="variant_not_found")
-        return FileResponse(state.storage.resolve(job.result["thumbnail"]), media_type="image/jpeg")
-    sheet = video.parent / "spritesheet.jpg"
-    if not sheet.exists():  # made on first request, then kept with the other outputs
-        await run_in_threadpool(write_spritesheet, video, sheet)
-    return FileResponse(sheet, media_type="image/jpeg")
+        return await run_in_threadpool(stored_file, state, request, job.result["thumbnail"], "image/jpeg")
+    sheet = video.rsplit("/", 1)[0] + "/spritesheet.jpg"
+    if await run_in_threadpool(state.storage.size, sheet) is None:  # made on first request, then kept
+        await run_in_threadpool(_make_spritesheet, state, video, sheet)
+    return await run_in_threadpool(stored_file, state, request, sheet, "image/jpeg")
+
+
+def _make_spritesheet(state: AppState, video: str, sheet: str) -> None:
+    storage = state.storage
+    local = storage.local_path(video)
+    with tempfile.TemporaryDirectory(dir=storage.root / "work") as tmp:
+        if local is None:  # an object: frames are read from a copy on the API's scratch disk
+            local = Path(tmp) / "video.mp4"
+            local.write_bytes(storage.read_bytes(video))
+        made = Path(tmp) / "spritesheet.jpg"
+        write_spritesheet(local, made)
+        storage.put_file(sheet, made)

@@ -12,12 +12,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from PIL import Image
 
 from framepack_api.api.auth import CallerDep
 from framepack_api.api.contract import errors
 from framepack_api.api.deps import AppState, StateDep
+from framepack_api.api.downloads import stored_file
 from framepack_api.api.views import require_files
 from framepack_api.jobs.events import Event, last_event_id, read_events
 from framepack_api.jobs.schema import JobStatus
@@ -105,36 +106,35 @@ async def all_events(
 
 @router.get("/preview/{job_id}", summary="The newest latent preview (JPEG)",
             responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "Unknown job, or no preview yet"}})
-def preview(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
+def preview(job_id: str, request: Request, state: StateDep, caller: CallerDep) -> Response:
     job = state.store.get(job_id, caller.scope)
-    path = state.storage.preview_dir(job_id) / "preview.jpg"
-    if not job.preview or not path.exists():
+    if not job.preview or state.storage.size(job.preview) is None:
         raise HTTPException(404, detail=f"job {job_id} has no preview yet (status {job.status.value})")
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+    return stored_file(state, request, job.preview, "image/jpeg", no_store=True)
 
 
 @router.get("/preview/{job_id}/video", summary="The video so far (MP4), written after each section",
             responses={200: {"content": {"video/mp4": {}}},
                        404: {"description": "Unknown job, or no section finished yet"}})
-def partial_video(job_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
+def partial_video(job_id: str, request: Request, state: StateDep, caller: CallerDep) -> Response:
     job = state.store.get(job_id, caller.scope)
-    path = state.storage.preview_dir(job_id) / "partial.mp4"
-    if not path.exists():
+    key = f"previews/{job_id}/partial.mp4"
+    if state.storage.size(key) is None:
         raise HTTPException(404, detail=f"job {job_id} has no finished section yet (status {job.status.value})")
-    return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "no-store"})
+    return stored_file(state, request, key, "video/mp4", no_store=True)
 
 
 @router.get("/thumbnail/{job_id}", summary="The input image while waiting or running; a frame of the "
             "result once completed", responses={200: {"content": {"image/jpeg": {}}}, **errors(404, 410)})
-def thumbnail(job_id: str, state: StateDep, caller: CallerDep) -> Response:
+def thumbnail(job_id: str, request: Request, state: StateDep, caller: CallerDep) -> Response:
     job = state.store.get(job_id, caller.scope)
     require_files(job)
     if job.status is JobStatus.completed and job.result and job.result.get("thumbnail"):
-        return FileResponse(state.storage.resolve(job.result["thumbnail"]), media_type="image/jpeg")
+        return stored_file(state, request, job.result["thumbnail"], "image/jpeg")
     source = next(iter(job.inputs.values()), None)
     if source is None:
         raise HTTPException(404, detail=f"job {job_id} has no image to show")
-    with Image.open(state.storage.resolve(source)) as img:
+    with Image.open(io.BytesIO(state.storage.read_bytes(source))) as img:
         small = img.convert("RGB")
         small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
     out = io.BytesIO()

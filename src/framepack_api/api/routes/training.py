@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 
 from framepack_api import __version__
 from framepack_api.api.auth import Caller, CallerDep
 from framepack_api.api.contract import errors
 from framepack_api.api.deps import AppState, StateDep
+from framepack_api.api.downloads import stored_file
 from framepack_api.api.video_requests import VideoRequest, submit_request
 from framepack_api.api.views import require_files
 from framepack_api.errors import JobNotFound, JobNotReady
@@ -176,7 +177,7 @@ def status(run_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
 
 @router.get("/video/{run_id}", summary="The run's MP4",
             responses={200: {"content": {"video/mp4": {}}}, **errors(404, 409, 410)})
-def video(run_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
+def video(run_id: str, request: Request, state: StateDep, caller: CallerDep) -> Response:
     found = _current(state, caller, run_id)
     if found is None:
         raise HTTPException(404, f"no video for run {run_id}")
@@ -184,8 +185,7 @@ def video(run_id: str, state: StateDep, caller: CallerDep) -> FileResponse:
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(job.id, job.status.value)
     require_files(job)
-    return FileResponse(state.storage.resolve(job.result["video"]), media_type="video/mp4",
-                        filename=f"training-{run_id}.mp4")
+    return stored_file(state, request, job.result["video"], "video/mp4", filename=f"training-{run_id}.mp4")
 
 
 @router.delete("/cache/{run_id}", summary="Forget the run's video; the next /generate makes a new one")

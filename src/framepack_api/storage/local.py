@@ -1,4 +1,4 @@
-"""Files of jobs under one root: inputs/<job_id>/, outputs/<job_id>/<attempt>/, work/<job_id>-<attempt>/.
+"""Files of jobs under one local root: inputs/<job_id>/, outputs/<job_id>/<attempt>/, work/<job_id>-<attempt>/.
 
 Paths stored in the database are relative to the root, so a data directory can move. Results go
 to a directory of their attempt: an attempt that loses its lease can still write its files, but
@@ -10,10 +10,28 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+READ_CHUNK = 1024 * 1024
 
-class LocalStorage:
+
+class ScratchDirs:
+    """Work directories of running attempts: local to the worker's machine, whatever the store."""
+
+    root: Path
+
+    def work_dir(self, job_id: str, attempt: int) -> Path:
+        path = self.root / "work" / f"{job_id}-{attempt}"
+        shutil.rmtree(path, ignore_errors=True)  # a crashed earlier run of this attempt
+        path.mkdir(parents=True)
+        return path
+
+    def discard_work(self, job_id: str, attempt: int) -> None:
+        shutil.rmtree(self.root / "work" / f"{job_id}-{attempt}", ignore_errors=True)
+
+
+class LocalStorage(ScratchDirs):
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         for sub in ("inputs", "outputs", "work", "previews"):
@@ -35,12 +53,6 @@ class LocalStorage:
         target = directory / name
         os.replace(produced, target)
         return self.relative(target)
-
-    def work_dir(self, job_id: str, attempt: int) -> Path:
-        path = self.root / "work" / f"{job_id}-{attempt}"
-        shutil.rmtree(path, ignore_errors=True)  # a crashed earlier run of this attempt
-        path.mkdir(parents=True)
-        return path
 
     def write_input(self, job_id: str, name: str, data: bytes) -> str:
         """Write atomically; returns the path relative to the root."""
@@ -94,6 +106,15 @@ class LocalStorage:
             raise ValueError(f"path outside storage: {relative}")
         return path
 
+    def output_attempts(self, job_id: str) -> list[int]:
+        out = self.output_dir(job_id)
+        if not out.is_dir():
+            return []
+        return sorted(int(entry.name) for entry in out.iterdir() if entry.is_dir() and entry.name.isdigit())
+
+    def remove_outputs(self, job_id: str) -> None:
+        shutil.rmtree(self.output_dir(job_id), ignore_errors=True)
+
     def remove_job(self, job_id: str) -> None:
         shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
         shutil.rmtree(self.output_dir(job_id), ignore_errors=True)
@@ -101,5 +122,49 @@ class LocalStorage:
         for work in (self.root / "work").glob(f"{job_id}-*"):
             shutil.rmtree(work, ignore_errors=True)
 
-    def discard_work(self, job_id: str, attempt: int) -> None:
-        shutil.rmtree(self.root / "work" / f"{job_id}-{attempt}", ignore_errors=True)
+    # -- what the worker and the downloads ask of any store (see framepack_api.storage.Storage) --
+
+    def fetch_inputs(self, inputs: dict[str, str], into: Path) -> dict[str, Path]:
+        """The stored files themselves: the worker reads them in place (a backend may update one)."""
+        return {name: self.resolve(key) for name, key in inputs.items()}
+
+    def save_back(self, key: str, path: Path) -> None:
+        """Inputs are read in place here, so an updated one is already stored."""
+        target = self.resolve(key)
+        if path.resolve() != target:
+            self.put_file(key, path)
+
+    def local_path(self, key: str) -> Path | None:
+        return self.resolve(key)
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self.resolve(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start``..``end`` inclusive, in chunks."""
+        with self.resolve(key).open("rb") as f:
+            f.seek(start)
+            left = end - start + 1
+            while left > 0:
+                chunk = f.read(min(READ_CHUNK, left))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.resolve(key).read_bytes()
+
+    def put_file(self, key: str, path: Path) -> None:
+        target = self.resolve(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.close(fd)
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+
+    def presigned_url(self, key: str, *, seconds: int, filename: str | None, media_type: str) -> str:
+        raise NotImplementedError("a local directory has no URLs of its own; its files are served by the API")
