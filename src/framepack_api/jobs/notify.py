@@ -167,6 +167,7 @@ class PostgresListener(Listener):
         super().__init__()
         self.conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.channel = ""
+        self.backend_pid: int | None = None  # of the listening connection (tests terminate it)
 
     def _run(self) -> None:
         import psycopg
@@ -180,11 +181,12 @@ class PostgresListener(Listener):
                     schema = conn.execute("SELECT current_schema()").fetchone()
                     self.channel = f"{CHANNEL_PREFIX}{schema[0] if schema else 'public'}"
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    self.backend_pid = conn.info.backend_pid
                     self.connects += 1
-                    self.listening.set()
                     if self.connects > 1:
                         log.info("notification listener reconnected to channel %s", self.channel)
-                    self._wake_all()
+                        self._wake_all()
+                    self.listening.set()
                     delay = 0.5
                     while not self.stopping.is_set():
                         for note in conn.notifies(timeout=PING_SECONDS):
