@@ -16,10 +16,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
-from support.server import Server, free_port
 
 from framepack_api.api.app import create_app
 from framepack_api.settings import Settings
+
+from support.server import Server, free_port, png_bytes
 
 # Nothing but a wake-up makes these workers look at the queue within two minutes: no poll, no
 # reaper round, no heartbeat of their own row.
@@ -124,7 +125,7 @@ def test_streams_of_one_api_process_share_one_reader_of_the_event_log(settings: 
                 reads["n"] += 1
 
         sa.event.listen(state.engine, "before_cursor_execute", count)
-        from support.server import png_bytes
+
 
         r = httpx.post(f"{srv.url}/generate", data={"prompt": "p", "resolution": "64"},
                        files={"image": ("in.png", png_bytes(), "image/png")}, timeout=30)

@@ -251,6 +251,8 @@ class SocketListener(Listener):
     def _close(self) -> None:
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(self.path))  # only when it was the last one
         if self.sock is not None:
             self.sock.close()
 

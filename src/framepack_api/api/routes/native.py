@@ -23,6 +23,7 @@ from framepack_api.errors import InvalidInput, JobNotReady
 from framepack_api.hardware import TINY_WARNING
 from framepack_api.jobs.db import ping
 from framepack_api.jobs.eta import Estimator
+from framepack_api.jobs.notify import describe
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.params import IMAGE_JOB_TYPES, VideoParams
 from framepack_api.webhooks import parse_webhook_events, validate_webhook_url
@@ -214,6 +215,9 @@ class Health(BaseModel):
     counts: dict[str, int]
     disk_free_mb: float | None = Field(None, description="Free space where data_dir lives.")
     disk_floor_mb: float = Field(0, description="Below this, submits get 507 and running jobs fail.")
+    push: Literal["live", "reconnecting", "off"] = Field(
+        "off", description="This API process's wake-ups (LISTEN/NOTIFY, local sockets): off or reconnecting "
+                           "means its event streams and webhooks poll (docs/SCALING.md#push).")
 
 
 @router.get("/health", response_model=Health, tags=["service"],
@@ -250,5 +254,6 @@ def health(request: Request, state: StateDep) -> JSONResponse:
         warning=TINY_WARNING if state.model == "tiny" else None,
         counts=counts,
         disk_free_mb=round(space.free_mb, 1), disk_floor_mb=settings.min_free_disk_mb,
+        push=describe(state.listener)["push"],
     )
     return JSONResponse(body.model_dump(), status_code=503 if reasons else 200)
