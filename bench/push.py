@@ -14,6 +14,9 @@ CPU shares are in percent of one core; the subscribers run in this process, not 
 
     PYTHONPATH=src .venv/bin/python bench/push.py                  # 200 streams, 10 s windows, both databases
     PYTHONPATH=src .venv/bin/python bench/push.py --streams 50 --window 5 --pg ''   # SQLite only, quicker
+    # the same run also against the code before push (a `base` row per database):
+    mkdir -p /tmp/base && git archive 05a9d41 src | tar -x -C /tmp/base
+    PYTHONPATH=src .venv/bin/python bench/push.py --baseline-src /tmp/base/src
 """
 
 from __future__ import annotations
@@ -99,9 +102,12 @@ async def follow(http: httpx.AsyncClient, job_id: str, caught_up: asyncio.Event,
                 return
 
 
-async def measure(url: str, push: bool, streams: int, window: float, tmp: Path) -> dict[str, Any]:
+async def measure(url: str, push: bool, streams: int, window: float, tmp: Path,
+                  source: str | None = None) -> dict[str, Any]:
     env = {"FRAMEPACK_API_PUSH": "true" if push else "false", "FRAMEPACK_API_MIN_FREE_DISK_MB": "0",
            "FRAMEPACK_API_ACCESS_LOG": "false", "FRAMEPACK_API_UI_ENABLED": "false"}
+    if source:
+        env["PYTHONPATH"] = source  # another version of the server, e.g. the one before push
     if url:
         env["FRAMEPACK_API_DATABASE_URL"] = url
     server = ServerProcess(tmp / f"data-{uuid.uuid4().hex[:6]}", workers=0, env=env)
@@ -119,7 +125,8 @@ async def measure(url: str, push: bool, streams: int, window: float, tmp: Path) 
             job_id = r.json()["job_id"]
             await asyncio.sleep(2.0)  # let start-up work (migrations, first rounds) settle
             idle = await cpu_share(pid, window)
-            caught_up, counter, arrivals = asyncio.Event(), [0], []
+            caught_up, counter = asyncio.Event(), [0]
+            arrivals: list[float] = []
             tasks = [asyncio.create_task(follow(http, job_id, caught_up, counter, streams, arrivals))
                      for _ in range(streams)]
             await asyncio.wait_for(caught_up.wait(), 300)
@@ -140,7 +147,12 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--window", type=float, default=10.0, help="seconds per CPU window")
     parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL URL; '' for SQLite only")
+    parser.add_argument("--baseline-src", default="", help="also measure the server from this src directory "
+                                                          "(e.g. an export of the commit before push)")
     args = parser.parse_args()
+    modes: list[tuple[str, bool, str | None]] = [("on", True, None), ("off", False, None)]
+    if args.baseline_src:
+        modes.append(("base", False, args.baseline_src))
     kinds = ["sqlite"] + (["postgresql"] if args.pg else [])
     print(f"push benchmark: {args.streams} idle SSE streams, {args.window:.0f} s windows, "
           f"load average {os.getloadavg()[0]:.1f} at start")
@@ -148,11 +160,11 @@ def main() -> None:
           f"{'delay ms min/med/max':>24}")
     with tempfile.TemporaryDirectory(prefix="framepack-push-bench-") as tmp:
         for kind in kinds:
-            for push in (True, False):
+            for label, push, source in modes:
                 with database(kind, args.pg) as url:
-                    row = asyncio.run(measure(url, push, args.streams, args.window, Path(tmp)))
+                    row = asyncio.run(measure(url, push, args.streams, args.window, Path(tmp), source))
                 delay = f"{row['delay_min']:.0f}/{row['delay_median']:.0f}/{row['delay_max']:.0f}"
-                print(f"{kind:<11} {'on' if push else 'off':<5} {row['idle']:>10.2f} {row['streams']:>14.2f} "
+                print(f"{kind:<11} {label:<5} {row['idle']:>10.2f} {row['streams']:>14.2f} "
                       f"{delay:>24}", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 

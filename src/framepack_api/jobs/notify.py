@@ -224,9 +224,16 @@ class SocketListener(Listener):
         self.sock: socket.socket | None = None
 
     def start(self, wait_seconds: float = 10.0) -> Listener:
-        Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
+        for attempt in range(3):  # the last listener of another process may remove the directory meanwhile
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                self.sock.bind(self.path)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    self.sock.close()
+                    raise
         self.connects = 1
         self.listening.set()
         return super().start(wait_seconds)
