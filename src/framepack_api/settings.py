@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=20)
     reap_interval_seconds: float = Field(5.0, gt=0)
     poll_interval_seconds: float = Field(0.5, gt=0, description="Longest wait between claims when idle.")
+    push: bool = Field(True, description="Wake idle workers, event streams and webhooks by notification "
+                                         "(LISTEN/NOTIFY on PostgreSQL, local sockets on SQLite); off: poll only.")
+    push_fallback_poll_seconds: float = Field(
+        5.0, gt=0, description="While push is live, the longest wait between polls (a lost notification "
+                               "costs at most this); workers wait at least poll_interval_seconds.")
     access_log: bool = Field(True, description="uvicorn's line per request.")
     log_format: Literal["text", "json"] = Field(
         "text", description="json: one JSON object per line (time, level, logger, message, job_id, worker_id).")

@@ -25,12 +25,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +43,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
 
 from framepack_api.errors import InvalidInput
-from framepack_api.jobs.db import write_tx
+from framepack_api.jobs.db import read_tx, write_tx
 from framepack_api.jobs.events import EVENT_KINDS
 from framepack_api.jobs.tables import webhook_deliveries as wd
 from framepack_api.net_guard import NetGuard, blocked, guarded_async_client
@@ -187,16 +190,28 @@ class WebhookDispatcher:
         self.per_host: dict[str, int] = {}
         self.origins: dict[str, set[str]] = {}  # host key -> URL prefixes in flight
         self.tasks: set[asyncio.Task[None]] = set()
+        self.woken = asyncio.Event()  # a new outbox row (notify.py) or a finished delivery
 
-    async def run_forever(self, interval: float = 0.5) -> None:
+    def wake(self) -> None:
+        """From the event loop's thread (the listener uses call_soon_threadsafe)."""
+        self.woken.set()
+
+    async def run_forever(self, interval: float = 0.5, push_live: Callable[[], bool] = lambda: False) -> None:
+        """Rounds on every wake-up and when the next retry is due; without push also every ``interval``,
+        with push every ``push_fallback_poll_seconds`` at the longest."""
         async with guarded_async_client(self.guard, timeout=self.settings.webhook_timeout_seconds) as http:
             try:
                 while True:
+                    self.woken.clear()
+                    wait = interval
                     try:
                         await self.start_due(http)
+                        wait = await run_in_threadpool(self._seconds_until_next_retry)
                     except Exception:  # the database may be briefly unavailable; next round
                         log.exception("webhook round failed")
-                    await asyncio.sleep(interval)
+                    longest = self.settings.push_fallback_poll_seconds if push_live() else interval
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.woken.wait(), min(max(wait, 0.01), longest))
             finally:
                 for task in self.tasks:
                     task.cancel()
@@ -213,7 +228,16 @@ class WebhookDispatcher:
             task = asyncio.create_task(self._deliver(http, delivery))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+            task.add_done_callback(lambda _task: self.wake())  # room again, or the job's next row may go
         return len(due)
+
+    def _seconds_until_next_retry(self) -> float:
+        """Until the earliest pending row that is not due yet (a retry, or one in flight) becomes due."""
+        now = self.clock()
+        with read_tx(self.engine) as conn:
+            first = conn.execute(sa.select(sa.func.min(wd.c.next_attempt_at))
+                                 .where(wd.c.status == "pending", wd.c.next_attempt_at > now)).scalar_one()
+        return math.inf if first is None else float(first) - now
 
     async def deliver_due(self, http: httpx.AsyncClient) -> int:
         """One round, waiting for its deliveries (tests and tools)."""

@@ -23,6 +23,7 @@ from framepack_api import __version__
 from framepack_api.api.auth import install_auth
 from framepack_api.api.contract import install_contract, is_openai_path
 from framepack_api.api.deps import AppState
+from framepack_api.api.event_hub import EventHub
 from framepack_api.api.openai_errors import openai_error_response, unrouted_error
 from framepack_api.api.request_guard import RequestGuard
 from framepack_api.api.routes import compat, images, metrics, native, openai_videos, progress, readiness, training
@@ -38,6 +39,7 @@ from framepack_api.errors import (
 )
 from framepack_api.hardware import TINY_WARNING, default_resolution, effective_model
 from framepack_api.jobs.db import create_engine, upgrade
+from framepack_api.jobs.notify import create_listener, is_live
 from framepack_api.jobs.retention import Retention, discard_dead_attempts, retention_policy, sweep_work_dirs
 from framepack_api.jobs.scheduling import scheduling_options
 from framepack_api.jobs.store import JobStore
@@ -69,16 +71,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = JobStore(engine, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
                          **scheduling_options(settings))
         storage = await run_in_threadpool(create_storage, settings)
+        listener = await run_in_threadpool(create_listener, engine, settings.push)
+        hub = EventHub(engine, poll_seconds=progress.POLL_SECONDS, fallback_seconds=settings.push_fallback_poll_seconds,
+                       push_live=lambda: is_live(listener))
+        webhooks = WebhookDispatcher(engine, settings)
         app.state.framepack = AppState(
             settings=settings, engine=engine, store=store, storage=storage,
-            model=model, default_resolution=default_resolution(settings),
+            model=model, default_resolution=default_resolution(settings), events=hub, listener=listener,
         )
+        if listener is not None:
+            loop = asyncio.get_running_loop()
+            listener.on("event", lambda: loop.call_soon_threadsafe(hub.wake))
+            listener.on("webhook", lambda: loop.call_soon_threadsafe(webhooks.wake))
         retention = Retention(engine, storage, retention_policy(settings), holder=f"api:{uuid.uuid4().hex}",
                               clock=store.clock)
         background = [
             asyncio.create_task(_reap_forever(store, storage, settings)),
             asyncio.create_task(_retention_forever(retention, settings.retention_interval_seconds)),
-            asyncio.create_task(WebhookDispatcher(engine, settings).run_forever()),
+            asyncio.create_task(webhooks.run_forever(push_live=lambda: is_live(listener))),
         ]
         try:
             yield
@@ -87,6 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await hub.stop()
+            if listener is not None:
+                await run_in_threadpool(listener.stop)
             engine.dispose()
 
     app = FastAPI(title="framepack-api", version=__version__, description=DESCRIPTION, lifespan=lifespan)
@@ -120,8 +133,11 @@ def _mount_ui(app: FastAPI, settings: Settings) -> None:
 
 async def _reap_forever(store: JobStore, storage: Storage, settings: Settings) -> None:
     """Jobs whose worker died go back to the queue even when no worker is polling, and the work
-    directories their killed attempts left behind are removed."""
+    directories their killed attempts left behind are removed. Between rounds it sleeps until the
+    earliest lease can run out (at least reap_interval_seconds; lease_seconds when nothing runs, as a
+    job claimed meanwhile cannot expire sooner), so an idle server does not wake for it."""
     while True:
+        wait = settings.reap_interval_seconds
         try:
             reaped = await run_in_threadpool(store.reap)
             if reaped:
@@ -133,9 +149,12 @@ async def _reap_forever(store: JobStore, storage: Storage, settings: Settings) -
                                               min_age_seconds=settings.lease_seconds)
             if removed:
                 log.info("removed work directories of dead attempts: %s", removed)
+            expiry = await run_in_threadpool(store.next_lease_expiry)
+            until = settings.lease_seconds if expiry is None else expiry - store.clock()
+            wait = max(settings.reap_interval_seconds, min(until, settings.lease_seconds))
         except Exception:  # the database may be briefly unreachable; try again next round
             log.exception("reaper round failed")
-        await asyncio.sleep(settings.reap_interval_seconds)
+        await asyncio.sleep(wait)
 
 
 async def _retention_forever(retention: Retention, interval: float) -> None:

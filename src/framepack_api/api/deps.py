@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 
+from framepack_api.api.event_hub import EventHub
+from framepack_api.jobs.notify import Listener
 from framepack_api.jobs.store import JobStore
 from framepack_api.settings import Settings
 from framepack_api.storage import Storage
@@ -21,6 +23,8 @@ class AppState:
     storage: Storage
     model: str  # the preset workers load: "tiny" or "framepack"
     default_resolution: int
+    events: EventHub  # the one reader of the event log that every stream of this process shares
+    listener: Listener | None = None  # push notifications (None: polling only)
 
 
 def get_state(request: Request) -> AppState:

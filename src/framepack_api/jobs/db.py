@@ -14,6 +14,8 @@ from filelock import FileLock
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from framepack_api.jobs import notify
+
 _IMMEDIATE = "framepack_immediate"
 
 
@@ -50,9 +52,16 @@ def _tune_sqlite(engine: Engine) -> None:
 
 @contextlib.contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
-    """A short write transaction; on SQLite it holds the write lock from its first statement."""
-    with engine.connect().execution_options(**{_IMMEDIATE: True}) as conn, conn.begin():
-        yield conn
+    """A short write transaction; on SQLite it holds the write lock from its first statement.
+    What it announced (notify.announce) is sent once it has committed."""
+    with engine.connect().execution_options(**{_IMMEDIATE: True}) as conn:
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            notify.forget_pending(conn)
+            raise
+        notify.flush_after_commit(conn)
 
 
 @contextlib.contextmanager

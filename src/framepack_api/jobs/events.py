@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from framepack_api.jobs.db import read_tx
+from framepack_api.jobs.notify import announce
 from framepack_api.jobs.tables import job_events, jobs, webhook_deliveries
 
 TERMINAL_KINDS = frozenset({"completed", "failed", "cancelled"})
@@ -51,11 +52,14 @@ def emit(conn: Connection, row: Any, kind: str, now: float, extra: dict[str, Any
         .returning(job_events.c.id)
     ).scalar_one())
     wanted = row.webhook_events or TERMINAL_KINDS
+    wake = ["event", "job"] if row.status == "pending" else ["event"]
     if row.webhook_url and kind in wanted:
+        wake.append("webhook")
         payload = {"id": event_id, "type": f"job.{kind}", "created_at": now, "data": data}
         conn.execute(webhook_deliveries.insert().values(
             job_id=row.id, event_id=event_id, url=row.webhook_url, payload=payload, status="pending",
             attempts=0, next_attempt_at=now, created_at=now))
+    announce(conn, wake)  # delivered on commit (notify.py)
     return event_id
 
 
@@ -77,6 +81,17 @@ def read_events(engine: Engine, *, after_id: int = 0, job_id: str | None = None,
     with read_tx(engine) as conn:
         rows = conn.execute(query).all()
     return [Event(r.id, r.job_id, r.kind, r.data, r.created_at) for r in rows]
+
+
+def read_events_with_owner(engine: Engine, *, after_id: int, limit: int = 500) -> list[tuple[Event, str | None]]:
+    """Every job's events after ``after_id`` with the owner of their job (None when the row is
+    gone): the shared reader's one query, filtered per stream in memory."""
+    query = (sa.select(job_events, jobs.c.owner)
+             .select_from(job_events.outerjoin(jobs, jobs.c.id == job_events.c.job_id))
+             .where(job_events.c.id > after_id).order_by(job_events.c.id).limit(limit))
+    with read_tx(engine) as conn:
+        rows = conn.execute(query).all()
+    return [(Event(r.id, r.job_id, r.kind, r.data, r.created_at), r.owner) for r in rows]
 
 
 def last_event_id(engine: Engine) -> int:

@@ -332,6 +332,13 @@ class JobStore:
         ]
         return self._apply_rounds(rounds, now)
 
+    def next_lease_expiry(self) -> float | None:
+        """When the earliest running job's lease runs out (None: nothing runs): the reaper sleeps until then."""
+        with read_tx(self.engine) as conn:
+            first = conn.execute(sa.select(sa.func.min(jobs.c.lease_expires_at))
+                                 .where(jobs.c.status == JobStatus.processing.value)).scalar_one()
+        return None if first is None else float(first)
+
     def worker_killed(self, worker_id: str, reason: str, *, give_up_after: int = 2) -> list[str]:
         """A worker died by a signal: its job is requeued at once with the reason, or failed with it
         when this was the job's ``give_up_after``-th such death or its attempts are spent. A job

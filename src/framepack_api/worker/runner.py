@@ -23,6 +23,7 @@ from framepack_api.disk import DiskGuard, is_disk_full
 from framepack_api.errors import DiskFull, JobCancelled, LeaseLost
 from framepack_api.gpus import WORKER_GPU_ENV, worker_device_label
 from framepack_api.jobs.db import create_engine, upgrade
+from framepack_api.jobs.notify import create_listener, is_live
 from framepack_api.jobs.retention import discard_dead_attempts, sweep_work_dirs
 from framepack_api.jobs.scheduling import scheduling_options
 from framepack_api.jobs.store import Job, JobStore
@@ -44,6 +45,18 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+class _StopEvent(threading.Event):
+    """The stop flag; setting it also ends an idle wait for a wake-up."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        super().__init__()
+        self.wake_too = wake
+
+    def set(self) -> None:
+        super().set()
+        self.wake_too.set()
+
+
 class Worker:
     def __init__(self, settings: Settings, backend_factory: Callable[[Settings], Backend]) -> None:
         self.settings = settings
@@ -53,7 +66,8 @@ class Worker:
         self.store = JobStore(self.engine, lease_seconds=settings.lease_seconds,
                               max_attempts=settings.max_attempts, **scheduling_options(settings))
         self.storage = create_storage(settings)
-        self.stopping = threading.Event()
+        self.wake = threading.Event()  # a job became pending (notify.py), or we are stopping
+        self.stopping: threading.Event = _StopEvent(self.wake)
         self.preset: str | None = None
         # Until the model is loaded: the GPU the supervisor pinned this worker to, if any.
         self.device: str | None = os.environ.get(WORKER_GPU_ENV) or None
@@ -82,6 +96,10 @@ class Worker:
         # Backends that run no model here (remote) have no device.
         self.device = worker_device_label(getattr(backend, "device", None))
         log.info("worker %s ready with model %s on %s", self.id, backend.preset, self.device)
+        # Listening before the first claim: a job submitted after that claim wakes us.
+        listener = create_listener(self.engine, self.settings.push)
+        if listener is not None:
+            listener.on("job", self.wake.set)
         done = 0
         last_seen = last_reap = 0.0
         idle_wait = FAST_POLL_SECONDS
@@ -96,6 +114,7 @@ class Worker:
                         discard_dead_attempts(self.engine, self.storage, self.store.reap())
                         sweep_work_dirs(self.engine, self.storage, min_age_seconds=self.settings.lease_seconds)
                         last_reap = time.monotonic()
+                    self.wake.clear()  # a job committed from here on sets it again
                     job = None if self._disk_low() else self.store.claim(self.id)
                 except Exception as exc:
                     if not is_transient(exc):
@@ -109,16 +128,29 @@ class Worker:
                     if time.monotonic() - last_seen > self.settings.heartbeat_seconds:
                         self._seen("idle")
                         last_seen = time.monotonic()
-                    # Poll fast right after activity (the next job is often already queued or
-                    # about to be), then back off to the configured interval.
-                    self.stopping.wait(idle_wait)
-                    idle_wait = min(idle_wait * 2, self.settings.poll_interval_seconds)
+                    if self.stopping.is_set():
+                        continue
+                    if is_live(listener):
+                        # A submit wakes us: poll only as the fallback for a lost notification, and
+                        # wake for our own chores (reaping, the workers row) when they are due.
+                        now = time.monotonic()
+                        self.wake.wait(max(0.01, min(
+                            max(self.settings.poll_interval_seconds, self.settings.push_fallback_poll_seconds),
+                            last_reap + self.settings.reap_interval_seconds - now,
+                            last_seen + self.settings.heartbeat_seconds - now)))
+                    else:
+                        # Poll fast right after activity (the next job is often already queued or
+                        # about to be), then back off to the configured interval.
+                        self.wake.wait(idle_wait)
+                        idle_wait = min(idle_wait * 2, self.settings.poll_interval_seconds)
                     continue
                 self.run_one(backend, job)
                 done += 1
                 last_seen = 0.0
                 idle_wait = FAST_POLL_SECONDS
         finally:
+            if listener is not None:
+                listener.stop()
             self._seen("stopped")
             self.engine.dispose()
 

@@ -26,6 +26,7 @@ from framepack_api.hardware import TINY_WARNING
 from framepack_api.jobs.db import ping
 from framepack_api.jobs.eta import Estimator
 from framepack_api.jobs.events import EVENT_KINDS
+from framepack_api.jobs.notify import describe
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.params import IMAGE_JOB_TYPES, VideoParams
 from framepack_api.webhooks import parse_webhook_events, validate_webhook_url
@@ -226,6 +227,9 @@ class Health(BaseModel):
     weights: dict[str, HealthState] = Field(
         default_factory=dict, description="The real model's parts (`framepack-api models download` names) in "
                                           "this host's Hugging Face cache; loading while a worker loads them.")
+    push: Literal["live", "reconnecting", "off"] = Field(
+        "off", description="This API process's wake-ups (LISTEN/NOTIFY, local sockets): off or reconnecting "
+                           "means its event streams and webhooks poll (docs/SCALING.md#push).")
 
 
 @router.get("/health", response_model=Health, tags=["service"],
@@ -264,5 +268,6 @@ def health(request: Request, state: StateDep) -> JSONResponse:
         counts=counts,
         disk_free_mb=round(space.free_mb, 1), disk_floor_mb=settings.min_free_disk_mb,
         weights=health_report(settings, loading=state.model != "tiny" and len(workers) > len(ready)),
+        push=describe(state.listener)["push"],
     )
     return JSONResponse(body.model_dump(), status_code=503 if reasons else 200)

@@ -3,9 +3,9 @@ thumbnails."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
@@ -20,12 +20,16 @@ from framepack_api.api.contract import errors
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.downloads import stored_file
 from framepack_api.api.views import require_files
+from framepack_api.errors import JobNotFound
 from framepack_api.jobs.events import Event, last_event_id, read_events
 from framepack_api.jobs.schema import JobStatus
 
 router = APIRouter(tags=["live progress"])
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.2  # the shared reader's interval while push is not live
+# A job stream waiting for more looks this often whether its job ended without a terminal event it
+# could still read (the log pruned, the row deleted): the only query an idle stream makes.
+END_CHECK_SECONDS = 60.0
 THUMBNAIL_SIDE = 320
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -52,31 +56,42 @@ def resume_point(last_event_id_header: str | None) -> int:
 async def event_stream(request: Request, state: AppState, after: int, job_id: str | None,
                        owner: str | None, decorate: Decorate | None = None) -> AsyncIterator[str]:
     """The SSE text of the event log from ``after`` on; ``decorate`` may add fields to each event's data
-    (the FramePack-FastAPI route adds its field names)."""
+    (the FramePack-FastAPI route adds its field names). Events come from the process's one shared
+    reader (api/event_hub.py); a stream that waits costs no query."""
     keepalive = state.settings.sse_keepalive_seconds
     last_sent = time.monotonic()
     yield "retry: 2000\n\n"
-    while True:
-        events = await run_in_threadpool(read_events, state.engine, after_id=after, job_id=job_id, owner=owner)
-        for event in events:
-            after = event.id
-            yield _format(event, decorate)
-            last_sent = time.monotonic()
-            if job_id is not None and event.is_terminal:
-                return
-        if not events:
-            if job_id is not None:
-                # Resumed after the terminal event, or the log was pruned: nothing more will come.
-                job = await run_in_threadpool(state.store.get, job_id, owner)
-                if job.status.is_terminal and not await run_in_threadpool(
-                        read_events, state.engine, after_id=after, job_id=job_id):
+    async with state.events.subscribe(after, job_id, owner) as sub:
+        next_end_check = 0.0 if job_id is not None else math.inf  # once caught up, then now and then
+        while True:
+            events = await sub.next(timeout=max(0.0, keepalive - (time.monotonic() - last_sent)))
+            for event in events:
+                last_sent = time.monotonic()
+                yield _format(event, decorate)
+                if job_id is not None and event.is_terminal:
                     return
-            if time.monotonic() - last_sent >= keepalive:
+            if sub.after < sub.history_until:
+                continue  # still reading its history
+            if time.monotonic() >= next_end_check:
+                if await _ended_without_more(state, job_id, owner, sub.after):
+                    # Resumed after the terminal event, or the log was pruned: nothing more will come.
+                    return
+                next_end_check = time.monotonic() + END_CHECK_SECONDS
+            if not events and time.monotonic() - last_sent >= keepalive:
+                if await request.is_disconnected():
+                    return
                 yield ": keep-alive\n\n"
                 last_sent = time.monotonic()
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(POLL_SECONDS)
+
+
+async def _ended_without_more(state: AppState, job_id: str | None, owner: str | None, after: int) -> bool:
+    assert job_id is not None
+    try:
+        job = await run_in_threadpool(state.store.get, job_id, owner)
+    except JobNotFound:
+        return True  # deleted (retention) while streamed
+    return job.status.is_terminal and not await run_in_threadpool(
+        read_events, state.engine, after_id=after, job_id=job_id)
 
 
 @router.get("/events/{job_id}", summary="Server-sent events of one job", responses=errors(404),
