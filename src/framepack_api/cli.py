@@ -38,6 +38,16 @@ def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
 
 
+def uvicorn_config(asgi_app: Any, settings: Settings) -> Any:
+    """How `serve` runs an ASGI app; bench/status_rate.py serves its bare baseline route the same way."""
+    import uvicorn
+
+    return uvicorn.Config(asgi_app, host=settings.host, port=settings.port, log_level="info",
+                          access_log=settings.access_log,
+                          # Open event streams must not hold a shutdown (and its workers' requeue) hostage.
+                          timeout_graceful_shutdown=5)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
@@ -61,10 +71,7 @@ def serve(
     upgrade(engine)  # before any worker starts, so they never race to create the schema
     engine.dispose()
     supervisor = Supervisor(settings, settings.workers)
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                            access_log=settings.access_log,
-                            # Open event streams must not hold a shutdown (and its workers' requeue) hostage.
-                            timeout_graceful_shutdown=5)
+    config = uvicorn_config(create_app(settings), settings)
     received: list[int] = []
 
     class _Server(uvicorn.Server):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 
+from framepack_api.jobs.eta import PaceCache
 from framepack_api.jobs.store import JobStore
 from framepack_api.settings import Settings
 from framepack_api.storage import LocalStorage
@@ -21,6 +22,7 @@ class AppState:
     storage: LocalStorage
     model: str  # the preset workers load: "tiny" or "framepack"
     default_resolution: int
+    pace: PaceCache = field(default_factory=PaceCache)  # /status ETAs: the learned pace, per process
 
 
 def get_state(request: Request) -> AppState:

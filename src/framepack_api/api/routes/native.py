@@ -7,13 +7,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
 
 from framepack_api.api.auth import CallerDep, has_credentials
-from framepack_api.api.deps import StateDep, StoreDep
+from framepack_api.api.deps import AppState, StateDep, StoreDep
 from framepack_api.api.routes.images import image_file
 from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
 from framepack_api.api.uploads import check_size, decode_base64, form_text
@@ -22,8 +22,8 @@ from framepack_api.disk import measure
 from framepack_api.errors import InvalidInput, JobNotReady
 from framepack_api.hardware import TINY_WARNING
 from framepack_api.jobs.db import ping
-from framepack_api.jobs.eta import Estimator
 from framepack_api.jobs.schema import JobStatus
+from framepack_api.jobs.status_read import read_status
 from framepack_api.params import IMAGE_JOB_TYPES, VideoParams
 from framepack_api.webhooks import parse_webhook_events, validate_webhook_url
 
@@ -142,14 +142,18 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
 
 
 @router.get("/status/{job_id}", response_model=JobView, summary="A job's status and progress")
-def status(job_id: str, state: StateDep, caller: CallerDep) -> JobView:
-    store = state.store
-    job = store.get(job_id, caller.scope)
-    view = job_view(job, store.position(job))
-    if not job.status.is_terminal:
-        workers = len(store.live_workers(state.settings.lease_seconds))
-        view.eta_seconds = Estimator(store).eta(job, workers=workers)
-    return view
+async def status(job_id: str, state: StateDep, caller: CallerDep) -> Response:
+    # The hottest route: one transaction in one thread hop, and the model serialised once, straight
+    # to JSON (FastAPI would validate the returned model again against response_model, then encode).
+    return Response(await run_in_threadpool(_status_json, state, job_id, caller.scope),
+                    media_type="application/json")
+
+
+def _status_json(state: AppState, job_id: str, scope: str | None) -> bytes:
+    read = read_status(state.store, job_id, scope, live_within=state.settings.lease_seconds, pace=state.pace)
+    view = job_view(read.job, read.position)
+    view.eta_seconds = read.eta_seconds
+    return view.model_dump_json().encode()
 
 
 @router.get("/result/{job_id}", summary="The finished MP4",
