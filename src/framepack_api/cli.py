@@ -52,6 +52,18 @@ def _logging(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
 
 
+def uvicorn_config(asgi_app: Any, settings: Settings) -> Any:
+    """How `serve` runs an ASGI app; bench/status_rate.py serves its bare baseline route the same way."""
+    import uvicorn
+
+    return uvicorn.Config(asgi_app, host=settings.host, port=settings.port,
+                          log_level=settings.log_level.lower(), access_log=settings.access_log,
+                          # json: uvicorn's lines go through the root handler, in the same format
+                          log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+                          # Open event streams must not hold a shutdown (and its workers' requeue) hostage.
+                          timeout_graceful_shutdown=5)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
@@ -78,12 +90,7 @@ def serve(
     upgrade(engine)  # before any worker starts, so they never race to create the schema
     engine.dispose()
     supervisor = Supervisor(settings, slots)
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_level=settings.log_level.lower(), access_log=settings.access_log,
-                            # json: uvicorn's lines go through the root handler, in the same format
-                            log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
-                            # Open event streams must not hold a shutdown (and its workers' requeue) hostage.
-                            timeout_graceful_shutdown=5)
+    config = uvicorn_config(create_app(settings), settings)
     received: list[int] = []
 
     class _Server(uvicorn.Server):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 
 from framepack_api.api.event_hub import EventHub
+from framepack_api.jobs.eta import PaceCache
 from framepack_api.jobs.notify import Listener
 from framepack_api.jobs.store import JobStore
 from framepack_api.settings import Settings
@@ -25,6 +26,7 @@ class AppState:
     default_resolution: int
     events: EventHub  # the one reader of the event log that every stream of this process shares
     listener: Listener | None = None  # push notifications (None: polling only)
+    pace: PaceCache = field(default_factory=PaceCache)  # /status ETAs: the learned pace, per process
 
 
 def get_state(request: Request) -> AppState:

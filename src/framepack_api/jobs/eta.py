@@ -1,17 +1,30 @@
-"""Queue ETA from what recent jobs really took, per kind and size.
+"""Queue ETA from what recent jobs really took, per kind and size, without reading the queue.
 
-A job's work is counted in sampling steps (steps × sections for video); recent completed jobs of
-the same type and resolution give seconds per step, whole-job overheads included.
+A job's work is counted in sampling steps (steps × sections for video); the newest completed jobs
+(a bounded sample, read along ix_jobs_finished) give seconds per step per type and size, and the
+mean duration of a job. A pending job's ETA is then
+
+    (remaining time of the running jobs + jobs ahead × mean duration) / workers + its own duration
+
+where "jobs ahead" is its queue position: no pending row is read, so the cost does not grow with
+the depth of the queue. The learned pace is kept per process and recomputed only when a newer
+completed job exists (one index lookup tells).
 """
 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
 from framepack_api.jobs.schema import JobStatus
-from framepack_api.jobs.store import Job, JobStore
+from framepack_api.jobs.store import Job
+from framepack_api.jobs.tables import jobs
 from framepack_api.params import total_sections
 
 HISTORY = 50
@@ -30,22 +43,78 @@ def _size_key(job: Job) -> tuple[str, Any]:
     return job.type.value, p.get("resolution") or (p.get("width"), p.get("height"))
 
 
-class Estimator:
-    def __init__(self, store: JobStore) -> None:
-        finished = [j for j in store.list_finished(HISTORY)
-                    if j.status is JobStatus.completed and j.started_at and j.finished_at]
+@dataclass(frozen=True)
+class Pace:
+    """Seconds per sampling step by (type, size), the median over all, and the mean job duration."""
+
+    rates: dict[tuple[str, Any], float]
+    fallback: float | None
+    mean_duration: float | None
+
+    @classmethod
+    def learn(cls, finished: list[Job]) -> Pace:
         per_key: dict[tuple[str, Any], list[float]] = {}
         everything: list[float] = []
+        durations: list[float] = []
         for job in finished:
-            rate = (job.finished_at - job.started_at) / max(work_steps(job), 1)  # type: ignore[operator]
+            if job.status is not JobStatus.completed or not job.started_at or not job.finished_at:
+                continue
+            took = job.finished_at - job.started_at
+            rate = took / max(work_steps(job), 1)
             per_key.setdefault(_size_key(job), []).append(rate)
             everything.append(rate)
-        self.rates = {key: statistics.median(v) for key, v in per_key.items()}
-        self.fallback = statistics.median(everything) if everything else None
-        self.store = store
+            durations.append(took)
+        return cls(rates={key: statistics.median(v) for key, v in per_key.items()},
+                   fallback=statistics.median(everything) if everything else None,
+                   mean_duration=statistics.fmean(durations) if durations else None)
+
+
+# Along ix_jobs_finished (status, finished_at); a completed job always has finished_at, but the NULL
+# test keeps PostgreSQL (NULLs first when descending) from putting a hand-made row on top.
+_completed = sa.and_(jobs.c.status == JobStatus.completed.value, jobs.c.finished_at.is_not(None))
+
+
+def newest_completed(conn: Connection) -> tuple[float, str] | None:
+    """(finished_at, id) of the newest completed job: the top of ix_jobs_finished for 'completed'."""
+    row = conn.execute(
+        sa.select(jobs.c.finished_at, jobs.c.id).where(_completed)
+        .order_by(jobs.c.finished_at.desc()).limit(1)
+    ).first()
+    return (float(row.finished_at), str(row.id)) if row else None
+
+
+def recent_completed(conn: Connection, limit: int = HISTORY) -> list[Job]:
+    rows = conn.execute(
+        sa.select(jobs).where(_completed).order_by(jobs.c.finished_at.desc()).limit(limit)
+    ).all()
+    return [Job.from_row(r) for r in rows]
+
+
+class PaceCache:
+    """One process's learned pace, relearned when the newest completed job changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._marker: tuple[float, str] | None = None
+        self._pace = Pace({}, None, None)
+
+    def current(self, conn: Connection) -> Pace:
+        marker = newest_completed(conn)
+        with self._lock:
+            if marker == self._marker:
+                return self._pace
+        pace = Pace.learn(recent_completed(conn)) if marker else Pace({}, None, None)
+        with self._lock:
+            self._marker, self._pace = marker, pace
+        return pace
+
+
+class Estimator:
+    def __init__(self, pace: Pace) -> None:
+        self.pace = pace
 
     def seconds_per_step(self, job: Job) -> float | None:
-        return self.rates.get(_size_key(job), self.fallback)
+        return self.pace.rates.get(_size_key(job), self.pace.fallback)
 
     def duration(self, job: Job) -> float | None:
         rate = self.seconds_per_step(job)
@@ -58,22 +127,20 @@ class Estimator:
             return max(0.0, elapsed * (100 - job.progress) / job.progress)
         return self.duration(job)
 
-    def eta(self, job: Job, *, workers: int) -> float | None:
-        """Seconds until `job` completes; None when nothing has finished yet to learn from."""
-        now = time.time()
+    def eta(self, job: Job, *, position: int | None, workers: int, running: list[Job],
+            now: float | None = None) -> float | None:
+        """Seconds until `job` completes; None when nothing has finished yet to learn from.
+
+        ``position`` is the job's 1-based queue position, ``running`` the processing jobs."""
+        now = time.time() if now is None else now
         if job.status.is_terminal:
             return 0.0
         if job.status is JobStatus.processing:
             return self.remaining(job, now)
-        ahead: list[Job] = []
-        for other in self.store.list_pending():
-            if other.id == job.id:
-                break
-            ahead.append(other)
-        busy = [self.remaining(j, now) for j in self.store.list_processing()]
-        waits = [self.duration(j) for j in ahead]
         own = self.duration(job)
-        if own is None or any(w is None for w in [*busy, *waits]):
+        busy = [self.remaining(j, now) for j in running]
+        ahead = max((position or 1) - 1, 0)
+        if own is None or any(b is None for b in busy) or (ahead and self.pace.mean_duration is None):
             return None
-        parallel = max(workers, 1)
-        return sum(w for w in [*busy, *waits] if w is not None) / parallel + own
+        waits = sum(b for b in busy if b is not None) + ahead * (self.pace.mean_duration or 0.0)
+        return waits / max(workers, 1) + own

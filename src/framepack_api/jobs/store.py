@@ -98,6 +98,17 @@ def _mine(owner: str | None) -> Any:
     return sa.true() if owner is None else jobs.c.owner == owner
 
 
+visible_to = _mine  # for readers outside this module (jobs/status_read.py)
+
+
+def count_ahead(conn: sa.Connection, claim_key: float, created_at: float, job_id: str) -> int:
+    """Pending jobs before (claim_key, created_at, id) in claim order: the entries of ix_jobs_claim_key
+    before it, counted along the index (no table rows, no sort, no expression per row)."""
+    order = sa.tuple_(jobs.c.claim_key, jobs.c.created_at, jobs.c.id)
+    ahead = sa.and_(jobs.c.status == JobStatus.pending.value, order < sa.tuple_(claim_key, created_at, job_id))
+    return int(conn.execute(sa.select(sa.func.count()).select_from(jobs).where(ahead)).scalar_one())
+
+
 class JobStore:
     def __init__(self, engine: Engine, *, lease_seconds: float = 60.0, max_attempts: int = 3,
                  clock: Clock = time.time, type_boost: Mapping[JobType, int] | None = None,
@@ -178,10 +189,7 @@ class JobStore:
             mine = conn.execute(sa.select(jobs.c.claim_key).where(jobs.c.id == job.id)).scalar_one_or_none()
             if mine is None:
                 return None
-            ahead = sa.and_(jobs.c.status == JobStatus.pending.value,
-                            sa.tuple_(*self._claim_order()) < sa.tuple_(mine, job.created_at, job.id))
-            count = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(ahead)).scalar_one()
-        return int(count) + 1
+            return count_ahead(conn, mine, job.created_at, job.id) + 1
 
     def _claim_order(self) -> list[Any]:
         # The order of ix_jobs_claim_key after its status column; claim_key never changes after submit.

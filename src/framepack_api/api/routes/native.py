@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 
 from framepack_api.api.auth import CallerDep, has_credentials
 from framepack_api.api.contract import SUBMIT_CODES, errors
-from framepack_api.api.deps import StateDep, StoreDep
+from framepack_api.api.deps import AppState, StateDep, StoreDep
 from framepack_api.api.downloads import stored_file
 from framepack_api.api.routes.images import image_file
 from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
@@ -24,10 +24,10 @@ from framepack_api.disk import measure
 from framepack_api.errors import InvalidInput, JobNotReady
 from framepack_api.hardware import TINY_WARNING
 from framepack_api.jobs.db import ping
-from framepack_api.jobs.eta import Estimator
 from framepack_api.jobs.events import EVENT_KINDS
 from framepack_api.jobs.notify import describe
 from framepack_api.jobs.schema import JobStatus
+from framepack_api.jobs.status_read import read_status
 from framepack_api.params import IMAGE_JOB_TYPES, VideoParams
 from framepack_api.webhooks import parse_webhook_events, validate_webhook_url
 from framepack_api.weights import HealthState, health_report
@@ -152,15 +152,20 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
     return fields, images
 
 
-@router.get("/status/{job_id}", response_model=JobView, summary="A job's status and progress", responses=errors(404))
-def status(job_id: str, state: StateDep, caller: CallerDep) -> JobView:
-    store = state.store
-    job = store.get(job_id, caller.scope)
-    view = job_view(job, store.position(job))
-    if not job.status.is_terminal:
-        workers = len(store.live_workers(state.settings.lease_seconds))
-        view.eta_seconds = Estimator(store).eta(job, workers=workers)
-    return view
+@router.get("/status/{job_id}", response_model=JobView, summary="A job's status and progress",
+            responses=errors(404))
+async def status(job_id: str, state: StateDep, caller: CallerDep) -> Response:
+    # The hottest route: one transaction in one thread hop, and the model serialised once, straight
+    # to JSON (FastAPI would validate the returned model again against response_model, then encode).
+    return Response(await run_in_threadpool(_status_json, state, job_id, caller.scope),
+                    media_type="application/json")
+
+
+def _status_json(state: AppState, job_id: str, scope: str | None) -> bytes:
+    read = read_status(state.store, job_id, scope, live_within=state.settings.lease_seconds, pace=state.pace)
+    view = job_view(read.job, read.position)
+    view.eta_seconds = read.eta_seconds
+    return view.model_dump_json().encode()
 
 
 @router.get("/result/{job_id}", summary="The finished MP4",
