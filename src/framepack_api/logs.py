@@ -40,11 +40,11 @@ class ContextIds(logging.Filter):
     """Puts the current job and worker ids on each record (as attributes, for both formats)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        job_id, worker_id = job_id_var.get(), worker_id_var.get()
-        record.job_id = getattr(record, "job_id", None) or job_id
-        record.worker_id = getattr(record, "worker_id", None) or worker_id
-        parts = [("worker", record.worker_id), ("job", record.job_id)]
-        record.ids = "".join(f" {name}={value}" for name, value in parts if value)
+        # An id given explicitly (`extra={"job_id": ...}`) wins over the context's.
+        job_id = getattr(record, "job_id", None) or job_id_var.get()
+        worker_id = getattr(record, "worker_id", None) or worker_id_var.get()
+        record.__dict__.update(job_id=job_id, worker_id=worker_id,
+                               ids="".join(f" {k}={v}" for k, v in (("worker", worker_id), ("job", job_id)) if v))
         return True
 
 

@@ -1,5 +1,5 @@
 """The start path imports nothing POSIX-only, so the server starts on Windows (FramePack's one-click
-package is Windows). CI runs Linux only: this simulates a Python without `fcntl`."""
+package is Windows). CI runs Linux only: this simulates a Python without `fcntl`, `resource`, `pwd` and `grp`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 SCRIPT = """
 import sys
-sys.modules["fcntl"] = None  # `import fcntl` now raises ImportError, as on Windows
+for posix_only in ("fcntl", "resource", "pwd", "grp"):
+    sys.modules[posix_only] = None  # `import fcntl` now raises ImportError, as on Windows
 import sqlalchemy as sa
 from framepack_api import cli
 from framepack_api.api.app import create_app
