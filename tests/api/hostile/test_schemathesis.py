@@ -102,3 +102,13 @@ def check_operation(operation: Any, base_url: str, max_examples: int, headers: d
 
 def test_no_operation_fails_the_default_checks(served: Server) -> None:
     assert run_every_operation(served, MAX_EXAMPLES) >= 30
+
+
+def test_with_auth_on_every_operation_declares_and_enforces_its_security(tmp_path: Path) -> None:
+    """With API keys set: the spec declares the schemes; schemathesis's ignored-auth check sends each
+    operation without credentials and expects the declared 401, the rest runs with the key."""
+    server = serve(tmp_path, FRAMEPACK_API_API_KEYS=API_KEY)
+    try:
+        assert run_every_operation(server, 2, {"Authorization": f"Bearer {API_KEY}"}) >= 30
+    finally:
+        server.stop()
