@@ -9,8 +9,8 @@ Two exceptions, each for a stated reason and only where it applies:
 - "schema-valid data is accepted" is not asked of the operations in ``RULES_BEYOND_THE_SCHEMA``: their
   bodies carry images that must decode, LoRA names that must exist, and rules across fields that a
   JSON schema cannot state, so schema-valid data is rightly refused with a 4xx naming the field.
-- ``/health`` and ``/ready`` answer their declared 503 when no worker is live, as in this API-only server; "no 5xx" is
-  not asked of it (its body is still checked against the declared schema).
+- ``/health`` and ``/ready`` answer their declared 503 when no worker is live, as in this API-only
+  server; "no 5xx" is not asked of them (its body is still checked against the declared schema).
 ``GET /events`` is left out: it streams every job's events and never ends. The NUL character is not
 generated: every text field, id, query and header refuses it by design (PostgreSQL cannot store it),
 which tests/api/hostile/test_hostile_input.py checks field by field.
