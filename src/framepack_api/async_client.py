@@ -179,7 +179,7 @@ class AsyncClient:
     async def wait(self, job_id: str, *, on_progress: ProgressCallback | None = None,
                    poll_interval: float = 1.0, timeout: float | None = None, raise_on_failure: bool = True,
                    use_events: bool = True) -> dict[str, Any]:
-        progress = ProgressFilter(on_progress)
+        progress = ProgressFilter()
         deadline = time.monotonic() + timeout if timeout else None
 
         async def report(status: dict[str, Any]) -> None:

@@ -206,7 +206,7 @@ class Client:
         """Wait until the job ends, pushed by server-sent events (polling when the stream breaks);
         returns its final status. ``on_progress`` gets a status dict once per change of status,
         progress, section, step, queue position or message."""
-        progress = ProgressFilter(on_progress)
+        progress = ProgressFilter()
         deadline = time.monotonic() + timeout if timeout else None
         if use_events:
             try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,13 +131,12 @@ class SSEParser:
 
 
 class ProgressFilter:
-    """Calls ``callback`` only when what a progress bar shows changed: status, overall progress,
-    section, step, queue position or message — not for every poll, keep-alive or new preview."""
+    """Tells whether what a progress bar shows changed — status, overall progress, section, step,
+    queue position or message — so a callback runs once per change, not per poll or new preview."""
 
     KEYS = ("status", "progress", "section", "step", "queue_position", "message")
 
-    def __init__(self, callback: Callable[[dict[str, Any]], Any] | None) -> None:
-        self.callback = callback
+    def __init__(self) -> None:
         self.last: tuple[Any, ...] | None = None
 
     def changed(self, status: dict[str, Any]) -> bool:

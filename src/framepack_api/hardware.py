@@ -87,7 +87,7 @@ def default_resolution(settings: Settings) -> int:
 # The tiny model's own limit. Its weights are random, so its output is noise at any size; past this
 # a CPU spends minutes and gigabytes on nothing (the OpenAI SDK's default 1280x720 ran a 24 GB machine
 # out of memory). Requests above it are scaled down, not refused, so every dialect's default works.
-TINY_MAX_RESOLUTION = 256
+TINY_MAX_RESOLUTION = 128  # the tiny model's own default resolution
 
 
 def resolution_cap(settings: Settings) -> int:

@@ -59,7 +59,9 @@ def test_a_video_over_the_budget_is_refused_naming_video_length(make_client: Cal
 
 
 def test_image_jobs_over_the_budget_are_refused(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
-    with make_client(job_memory_budget_gb=0.01) as api:  # 64×64: one image 6 MB fits, two together 12 MB do not
+    # The real model's sizes (on the tiny one 256×256 would be scaled to its limit first).
+    # 64×64: one image 6 MB fits, two together 12 MB do not.
+    with make_client(job_memory_budget_gb=0.01, model="framepack") as api:
         field, msg = _refusal(api.post("/api/batch-images", json={
             "prompts": ["a", "b"], "batch_size": 2, "width": 64, "height": 64, "steps": 1}))
         assert field == "batch_size" and "0.01 GB" in msg and "2 image(s) of 64×64" in msg

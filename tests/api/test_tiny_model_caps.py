@@ -35,7 +35,7 @@ def test_openai_default_size_is_made_at_the_models_limit(make_client: Callable[.
     assert params["resolution"] == resolution
     assert body["size"] == "720x1280" and body["frame_size"] == f"{bucket_w}x{bucket_h}"
     if model == "tiny":
-        assert max(bucket_w, bucket_h) <= 2 * TINY_MAX_RESOLUTION  # a bucket of 256, not of 960
+        assert max(bucket_w, bucket_h) <= 2 * TINY_MAX_RESOLUTION  # a bucket of 128, not of 960
 
 
 def test_training_service_1280x720_is_capped_on_tiny(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_training_service_1280x720_is_capped_on_tiny(make_client: Callable[..., 
 
 def test_native_resolution_and_image_sizes_are_capped_on_tiny_only(make_client: Callable[..., TestClient]) -> None:
     image = {"image": ("in.png", png_bytes(), "image/png")}
-    for model, resolution, size in (("tiny", TINY_MAX_RESOLUTION, (256, 144)), ("framepack", 640, (1216, 704))):
+    for model, resolution, size in (("tiny", TINY_MAX_RESOLUTION, (128, 64)), ("framepack", 640, (1216, 704))):
         with make_client(model=model, max_resolution=640) as client:
             video = client.post("/generate", data={"prompt": "p", "resolution": "640"}, files=image)
             assert job(client, video.json()["job_id"])["params"]["resolution"] == resolution
@@ -67,7 +67,8 @@ def test_native_resolution_and_image_sizes_are_capped_on_tiny_only(make_client: 
 def test_capped_image_size_keeps_the_aspect_in_multiples_of_16() -> None:
     tiny = Settings(model="tiny", _env_file=None)  # type: ignore[call-arg]
     real = Settings(model="framepack", _env_file=None)  # type: ignore[call-arg]
-    assert capped_image_size(tiny, 1216, 704) == (256, 144)
-    assert capped_image_size(tiny, 704, 1216) == (144, 256)
+    assert capped_image_size(tiny, 1216, 704) == (128, 64)  # longest side 128, the other in 16s (74 -> 64)
+    assert capped_image_size(tiny, 704, 1216) == (64, 128)
     assert capped_image_size(tiny, 128, 96) == (128, 96)
+    assert capped_image_size(tiny, 2048, 1024) == (128, 64)
     assert capped_image_size(real, 1216, 704) == (1216, 704)

@@ -248,7 +248,12 @@ def test_the_page_runs_alone_against_a_remote_server(browser: Any, server: Serve
         page = context.new_page()
         page.goto(f"http://127.0.0.1:{port}/")
         assert server.url in page.locator("#fp-title").inner_text()
+        # The server runs the tiny model: the page says so on the tab shown, and on the next one.
+        notice = page.locator(".fp-tiny:visible")
+        notice.first.wait_for(state="visible", timeout=30_000)
+        assert "noise" in notice.first.inner_text()
         tab(page, "Queue")
+        page.locator(".fp-tiny:visible", has_text="noise").first.wait_for(state="visible", timeout=10_000)
         wait_status(page, job_id, "completed", timeout=30)
         shot(page, "1-queue")
         context.close()

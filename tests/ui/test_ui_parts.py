@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -122,3 +126,52 @@ def test_feed_builds_rows_and_applies_progress_events() -> None:
     (row,) = ctx.feed.rows()
     assert (row["status"], row["progress"], row["step"]) == ("processing", 37.5, 3)
     assert ctx.feed.version > version and ctx.feed.job_version(job) > job_version
+
+
+def test_every_tab_carries_the_tiny_model_notice_shown_from_health(tmp_path: Path) -> None:
+    from framepack_api.ui.app import build_ui, tiny_notice_updates
+
+    for tiny in (True, False):
+        def answer(request: httpx.Request, tiny: bool = tiny) -> httpx.Response:
+            if request.url.path == "/health":
+                return httpx.Response(200, json={"status": "ok", "tiny_model": tiny})
+            return httpx.Response(404, json={"detail": "Not Found"})
+
+        ctx = UIContext("http://api.test", cache_dir=tmp_path / "cache")
+        ctx.api = mock_client(answer)
+        blocks = build_ui(ctx)
+        notices = [b for b in blocks.blocks.values() if isinstance(b, gr.HTML) and "fp-tiny" in (b.elem_classes or [])]
+        tabs = {tab_of(n) for n in notices}
+        assert len(notices) == 4 and tabs == {"Video", "Images", "Queue", "Job"}
+        assert all("noise" in str(n.value) for n in notices)
+        assert [u["visible"] for u in tiny_notice_updates(ctx, len(notices))] == [tiny] * 4
+
+
+def tab_of(block: Any) -> str | None:
+    parent = block.parent
+    while parent is not None and not isinstance(parent, gr.Tab):
+        parent = parent.parent
+    return str(parent.label) if parent is not None else None
+
+
+def test_starting_the_page_leaves_no_temporary_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi import FastAPI
+
+    from framepack_api.settings import Settings
+    from framepack_api.ui.app import mount_ui
+    from framepack_api.ui.context import CACHE_MAX_AGE_SECONDS
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where every mkdtemp of this process goes
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None)  # type: ignore[call-arg]
+    cache = settings.data_dir / "ui-cache"
+    cache.mkdir(parents=True)
+    (cache / "old-job").mkdir()
+    (cache / "recent-job").mkdir()
+    old = time.time() - CACHE_MAX_AGE_SECONDS - 60
+    os.utime(cache / "old-job", (old, old))
+    for _ in range(2):  # two starts
+        assert mount_ui(FastAPI(), settings).cache_dir == cache
+    assert list(temp.iterdir()) == []
+    assert sorted(p.name for p in cache.iterdir()) == ["recent-job"]  # old downloads pruned at start

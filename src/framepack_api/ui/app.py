@@ -57,7 +57,12 @@ CSS = """
 .fp-btn.fp-cancel { background: #ef4444; border-color: #dc2626; color: white; }
 .fp-empty { color: #6b7280; padding: 12px; }
 .fp-warn { color: #92400e; }
+.fp-tiny { color: #92400e; background: #fffbeb; border: 1px solid #fcd34d; border-radius: 6px; padding: 6px 10px; }
 """
+TINY_NOTICE = ('<div class="fp-tiny-text"><b>Tiny model:</b> this server runs the tiny FramePack model with '
+               "random weights (no GPU), so every output is noise. It shows that the whole path works; for real "
+               "videos and images run the server on a GPU machine with <code>FRAMEPACK_API_MODEL=framepack</code>."
+               "</div>")
 
 
 def _form_values(kind: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -78,14 +83,23 @@ def build_ui(ctx: UIContext) -> gr.Blocks:
         job_seen = gr.State(-1)
         gr.HTML(f'<h2 style="margin:0">FramePack</h2><div class="fp-where">server: <code>{ctx.server_url}</code>'
                 "</div>", elem_id="fp-title")
+        notices: list[gr.HTML] = []  # one per tab, shown on page load when the server's model is tiny
+
+        def tiny_notice() -> None:
+            notices.append(gr.HTML(TINY_NOTICE, visible=False, elem_classes=["fp-tiny"]))
+
         with gr.Tabs(elem_id="fp-tabs") as tabs:
             with gr.Tab("Video", id="video"):
+                tiny_notice()
                 video_form, video_loras, video_refresh = build_video_tab(ctx, selected)
             with gr.Tab("Images", id="images"):
+                tiny_notice()
                 image_forms, image_pickers, image_tabs = build_images_tab(ctx, selected)
             with gr.Tab("Queue", id="queue"):
+                tiny_notice()
                 summary, rows = build_queue_tab(ctx, selected, tabs)
             with gr.Tab("Job", id="job"):
+                tiny_notice()
                 view = build_job_view()
         timer = gr.Timer(TICK_SECONDS)
 
@@ -138,10 +152,15 @@ def build_ui(ctx: UIContext) -> gr.Blocks:
         def on_load() -> list[Any]:
             ctx.feed.ensure_started()
             choices = lora_choices(ctx)
-            return [choices] * len(pickers)
+            return [*[choices] * len(pickers), *tiny_notice_updates(ctx, len(notices))]
 
-        blocks.load(on_load, None, [d for d, _ in pickers], show_progress="hidden")
+        blocks.load(on_load, None, [*(d for d, _ in pickers), *notices], show_progress="hidden")
     return blocks
+
+
+def tiny_notice_updates(ctx: UIContext, count: int) -> list[Any]:
+    """Show or hide the tiny-model notice of every tab, as the server's /health says now."""
+    return [gr.update(visible=ctx.server_is_tiny())] * count
 
 
 def server_base_url(settings: Settings) -> str:
@@ -157,7 +176,8 @@ def server_base_url(settings: Settings) -> str:
 
 
 def mount_ui(app: FastAPI, settings: Settings, path: str = "/ui") -> UIContext:
-    ctx = UIContext(server_base_url(settings), api_key=settings.api_keys[0] if settings.api_keys else None)
+    ctx = UIContext(server_base_url(settings), api_key=settings.api_keys[0] if settings.api_keys else None,
+                    cache_dir=settings.data_dir / "ui-cache")
     gr.mount_gradio_app(app, build_ui(ctx), path=path, css=CSS, allowed_paths=[str(ctx.cache_dir)],
                         ssr_mode=False, footer_links=["gradio"])
     return ctx

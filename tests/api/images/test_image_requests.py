@@ -47,7 +47,7 @@ def test_seed_002_defaults(client: TestClient) -> None:
     job = status(client, client.post("/api/generate-image", json={"prompt": "x"}).json()["job_id"])
     # 1216x704 is scaled to the tiny model's limit here (tests/api/test_tiny_model_caps.py).
     assert {k: job["params"][k] for k in ("steps", "cfg", "width", "height")} == {
-        "steps": 30, "cfg": 1.0, "width": 256, "height": 144}
+        "steps": 30, "cfg": 1.0, "width": 128, "height": 64}
     batch = status(client, client.post("/api/batch-images", json={"prompts": ["a"]}).json()["job_id"])
     assert batch["params"]["batch_size"] == 4
     transfer = client.post("/api/transfer-image", json={"prompt": "p", "source_image": b64_png(),
