@@ -101,13 +101,13 @@ def test_every_submit_route_answers_507_with_a_reason_below_the_floor(db_url: st
 
 
 def register_worker(db_url: str, *, state: str = "idle", hostname: str = "gpu-host-17", pid: int = 424242,
-                    job_id: str | None = None) -> str:
+                    job_id: str | None = None, device: str | None = None, visible_devices: str | None = None) -> str:
     """A worker's row, written by the same store call a running worker makes."""
     engine = create_engine(db_url)
     try:
         worker_id = f"{hostname}:{pid}:abc123"
         JobStore(engine).worker_seen(worker_id, state=state, pid=pid, hostname=hostname, preset="tiny",
-                                     current_job_id=job_id)
+                                     current_job_id=job_id, device=device, visible_devices=visible_devices)
         return worker_id
     finally:
         engine.dispose()
@@ -122,11 +122,14 @@ def test_health_is_503_until_a_worker_is_live_then_200(db_url: str, tmp_path: Pa
         register_worker(settings.resolved_database_url, state="starting")
         r = client.get("/health")
         assert r.status_code == 503 and r.json()["reasons"] == ["no live worker (1 loading the model)"]
-        register_worker(settings.resolved_database_url, state="idle")
+        register_worker(settings.resolved_database_url, state="idle", device="cuda:1 (GPU-5d5ba0d6)",
+                        visible_devices="GPU-5d5ba0d6")
         r = client.get("/health")
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["status"] == "ok" and body["reasons"] == [] and body["workers_alive"] == 1
+        [worker] = body["workers"]  # the starting row was replaced: same worker id
+        assert (worker["device"], worker["cuda_visible_devices"]) == ("cuda:1 (GPU-5d5ba0d6)", "GPU-5d5ba0d6")
         assert body["disk_free_mb"] > body["disk_floor_mb"] == 1
 
 
