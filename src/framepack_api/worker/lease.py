@@ -17,6 +17,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from framepack_api.backends.base import Progress
+from framepack_api.disk import is_disk_full
 from framepack_api.errors import JobCancelled, LeaseLost
 from framepack_api.jobs.store import Heartbeat, Job, JobStore
 from framepack_api.storage import Storage
@@ -159,6 +160,8 @@ class Lease:
         try:
             return storage.save_preview(self.job.id, produced, name)
         except Exception as exc:
+            if is_disk_full(exc):  # the job cannot finish either: fail it as a full disk, as before
+                raise
             log.warning("job %s: could not store %s (%s); skipped", self.job.id, name, exc)
             return None
 
