@@ -4,6 +4,7 @@ on a real S3-compatible server (moto on loopback) and a real SQLite file."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from framepack_api.api.downloads import byte_range
+from framepack_api.backends.base import JobOutput, RunContext
 from framepack_api.jobs.db import create_engine, upgrade
 from framepack_api.jobs.retention import Policy, Retention, discard_dead_attempts
 from framepack_api.jobs.store import Job, JobStore, NewJob
@@ -18,6 +20,7 @@ from framepack_api.params import JobType
 from framepack_api.settings import Settings
 from framepack_api.storage import create_storage
 from framepack_api.storage.s3 import S3Storage
+from framepack_api.worker.runner import Worker
 
 from .conftest import S3Server
 
@@ -82,6 +85,7 @@ def test_killed_uploads_are_removed_by_the_reaper_the_next_completion_and_retent
     # Retention removes every object of the finished job: inputs, outputs, previews.
     retention = Retention(engine, storage, Policy(files_seconds=60), holder="test",
                           clock=lambda: time.time() + 3600)
+    storage.batch_delete = False  # one DELETE per object, as with GCS, which has no DeleteObjects
     assert retention.run_round().files_removed == ["job-1"]
     assert s3.keys(bucket) == []
     engine.dispose()
@@ -110,3 +114,42 @@ def test_storage_url_chooses_the_store_and_bad_ones_name_the_setting(s3: S3Serve
 ])
 def test_byte_ranges_of_streamed_objects(header: str | None, expected: object) -> None:
     assert byte_range(header, 100) == expected
+
+
+class RemoteLikeBackend:
+    """Stands in for a remote server's client: like backends/remote.py it records the remote video's
+    id in its 'remote' input while it runs, so that a later attempt resumes instead of resubmitting."""
+
+    preset = "remote"
+    is_tiny = False
+
+    def run(self, job_type: JobType, params: dict[str, object], inputs: dict[str, Path],
+            ctx: RunContext) -> JobOutput:
+        state = json.loads(inputs["remote"].read_text())
+        inputs["remote"].write_text(json.dumps({**state, "remote_id": "video_123"}))
+        (ctx.workdir / "video.mp4").write_bytes(b"the remote's mp4")
+        return JobOutput(files={"video": ctx.workdir / "video.mp4"}, seed=3)
+
+
+def test_a_worker_on_s3_fetches_inputs_publishes_and_stores_back_the_remote_state(
+        s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = s3.new_bucket()
+    for name, value in s3.env(bucket).items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(data_dir=tmp_path / "worker", _env_file=None)  # type: ignore[call-arg]
+    worker = Worker(settings, lambda _: RemoteLikeBackend())
+    upgrade(worker.engine)
+    key = worker.storage.write_input("job-r", "remote.json", json.dumps({"job_id": "job-r"}).encode())
+    worker.store.submit(NewJob(type=JobType.remote_video, params={"prompt": "p"}, inputs={"remote": key},
+                               id="job-r"))
+    job = worker.store.claim(worker.id)
+    assert job is not None
+    worker.run_one(RemoteLikeBackend(), job)
+
+    done = worker.store.get("job-r")
+    assert done.status.value == "completed" and done.result is not None
+    assert s3.read(bucket, "fp/" + done.result["video"]) == b"the remote's mp4"
+    assert json.loads(s3.read(bucket, "fp/inputs/job-r/remote.json")) == {"job_id": "job-r", "remote_id": "video_123"}
+    assert not (worker.storage.root / "work" / "job-r-1").exists()
+    assert not (tmp_path / "worker" / "files" / "inputs").exists()  # nothing of the job on the worker's disk
+    worker.engine.dispose()

@@ -39,7 +39,7 @@ def stored_file(state: AppState, request: Request, key: str, media_type: str, *,
     if filename:
         headers["Content-Disposition"] = f"attachment; filename*=utf-8''{quote(filename)}"
     wanted = byte_range(request.headers.get("range"), size)
-    if wanted == "unsatisfiable":
+    if isinstance(wanted, str):  # "unsatisfiable"
         return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
     if wanted is None or size == 0:
         headers["Content-Length"] = str(size)

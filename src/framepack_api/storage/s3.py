@@ -23,6 +23,7 @@ from framepack_api.storage.local import ScratchDirs
 READ_CHUNK = 1024 * 1024
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 MISSING = ("404", "NoSuchKey", "NotFound")
+NO_BATCH_DELETE = ("NotImplemented", "InvalidArgument", "MalformedXML")
 
 
 def make_client(endpoint_url: str | None) -> Any:
@@ -40,6 +41,7 @@ class S3Storage(ScratchDirs):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = client if client is not None else make_client(endpoint_url)
+        self.batch_delete = True  # until the store says it has no DeleteObjects
         self.root = scratch.resolve()
         (self.root / "work").mkdir(parents=True, exist_ok=True)
 
@@ -107,11 +109,22 @@ class S3Storage(ScratchDirs):
             self._delete_batch(batch)
 
     def _delete_batch(self, keys: list[str]) -> None:
-        answer = self.client.delete_objects(Bucket=self.bucket, Delete={
-            "Objects": [{"Key": key} for key in keys], "Quiet": True})
-        errors = answer.get("Errors") or []
-        if errors:
-            raise OSError(f"could not delete {len(errors)} object(s), e.g. {errors[0]}")
+        if self.batch_delete:
+            try:
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": key} for key in keys], "Quiet": True})
+            except ClientError as exc:
+                # GCS's S3 API has no multi-object delete: fall back to one request per object.
+                if exc.response.get("Error", {}).get("Code") not in NO_BATCH_DELETE:
+                    raise
+                self.batch_delete = False
+            else:
+                errors = answer.get("Errors") or []
+                if errors:
+                    raise OSError(f"could not delete {len(errors)} object(s), e.g. {errors[0]}")
+                return
+        for key in keys:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def discard_result(self, job_id: str, attempt: int) -> None:
         self._delete(list(self._keys_under(self._dir(f"outputs/{job_id}/{attempt}"))))

@@ -18,6 +18,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from framepack_api.backends.base import Progress
+from framepack_api.disk import is_disk_full
 from framepack_api.errors import JobCancelled, LeaseLost
 from framepack_api.jobs.store import Heartbeat, Job, JobStore
 from framepack_api.storage import Storage
@@ -155,16 +156,26 @@ class Lease:
     def preview(self, storage: Storage, produced: Path) -> None:
         """Publish the newest latent preview; the DB row and event at most every interval."""
         self.check()  # fenced first: an attempt that lost its job must not replace the winner's preview
-        relative = storage.save_preview(self.job.id, produced, "preview.jpg")
-        if time.monotonic() - self.last_preview >= PROGRESS_WRITE_INTERVAL:
+        relative = self._store_preview(storage, produced, "preview.jpg")
+        if relative is not None and time.monotonic() - self.last_preview >= PROGRESS_WRITE_INTERVAL:
             self._write(lambda: self.store.set_preview(self.job, relative))
             self.last_preview = time.monotonic()
         self.check()
 
     def partial_video(self, storage: Storage, produced: Path) -> None:
         self.check()
-        storage.save_preview(self.job.id, produced, "partial.mp4")
+        self._store_preview(storage, produced, "partial.mp4")
         self.check()
+
+    def _store_preview(self, storage: Storage, produced: Path, name: str) -> str | None:
+        """Previews are best effort: an object store that is briefly away skips one, never fails the job."""
+        try:
+            return storage.save_preview(self.job.id, produced, name)
+        except Exception as exc:
+            if is_disk_full(exc):  # the job cannot finish either: fail it as a full disk, as before
+                raise
+            log.warning("job %s: could not store %s (%s); skipped", self.job.id, name, exc)
+            return None
 
     def check(self) -> bool:
         """Called at every sampling step: raises when the job must stop; False otherwise."""

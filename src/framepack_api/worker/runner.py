@@ -111,7 +111,7 @@ class Worker:
                 try:
                     if time.monotonic() - last_reap >= self.settings.reap_interval_seconds:
                         # Workers reap too, so a deployment of workers without an API still recovers.
-                        discard_dead_attempts(self.engine, self.storage, self.store.reap())
+                        self._discard_dead_attempts(self.store.reap())
                         sweep_work_dirs(self.engine, self.storage, min_age_seconds=self.settings.lease_seconds)
                         last_reap = time.monotonic()
                     self.wake.clear()  # a job committed from here on sets it again
@@ -153,6 +153,16 @@ class Worker:
                 listener.stop()
             self._seen("stopped")
             self.engine.dispose()
+
+    def _discard_dead_attempts(self, reaped: list[str]) -> None:
+        """A store that is briefly away costs this cleanup a round, never the worker: the next
+        completion or retention removes the objects all the same."""
+        try:
+            discard_dead_attempts(self.engine, self.storage, reaped)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("worker %s: could not remove dead attempts' results of %s: %s", self.id, reaped, exc)
 
     def _disk_low(self) -> bool:
         """Below the free-space floor the worker takes no job (it could not write the result);

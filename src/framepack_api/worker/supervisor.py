@@ -107,16 +107,20 @@ class Supervisor:
         """Record on the dead worker's job why it stopped, and requeue or fail it now rather than
         after its lease runs out."""
         from framepack_api.jobs.db import create_engine
+        from framepack_api.jobs.retention import discard_dead_attempts
         from framepack_api.jobs.store import JobStore
+        from framepack_api.storage import create_storage
 
         reason = death_reason(signum)
         engine = create_engine(self.settings.resolved_database_url)
         try:
             store = JobStore(engine, lease_seconds=self.settings.lease_seconds,
                              max_attempts=self.settings.max_attempts)
-            for job_id in store.worker_killed(self.worker_ids[slot], reason,
-                                              give_up_after=SIGNAL_DEATHS_BEFORE_GIVING_UP):
+            killed = store.worker_killed(self.worker_ids[slot], reason, give_up_after=SIGNAL_DEATHS_BEFORE_GIVING_UP)
+            for job_id in killed:
                 log.warning("job %s: %s", job_id, reason)
+            # What the dead attempt uploaded but never published (it may have died in between).
+            discard_dead_attempts(engine, create_storage(self.settings), killed)
         except Exception:
             # The reaper still requeues the job when its lease runs out; the reason is what is lost.
             log.exception("could not record the death of worker %d on its job", slot)
