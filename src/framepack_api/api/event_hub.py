@@ -42,6 +42,7 @@ class Subscription:
     backlog: list[Event] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     lagged: bool = False
+    overflows: int = 0  # times it fell MAX_BACKLOG behind (for tests and figures)
 
     def wants(self, event: Event, owner: str | None) -> bool:
         if self.job_id is not None and event.job_id != self.job_id:
@@ -55,6 +56,7 @@ class Subscription:
             # Too slow a client: drop what is held; it reads the gap from the database itself.
             self.backlog.clear()
             self.lagged = True
+            self.overflows += 1
         else:
             self.backlog.append(event)
         self.arrived.set()
