@@ -8,13 +8,20 @@ inserted in bulk with the claim key submit would store, not through HTTP) it mea
   position ``JobStore.position`` of that job alone: the count along ix_jobs_claim_key that /status
            runs (the rest of /status is the ETA, which walks up to 1000 pending jobs ahead);
   claim    ``JobStore.claim`` of the head of the queue (one conditional UPDATE), repeated; the
-           repeats' own jobs are added first, so the queue is depth + repeats deep.
+           repeats' own jobs are added first, so the queue is depth + repeats deep;
+  progress ``JobStore.heartbeat`` with progress fields: the fenced UPDATE and the event INSERT a
+           running job writes at each step (at most every 0.25 s), one transaction.
 
 Each figure is the median and p95 of its repeats, in milliseconds, and the ratio to depth 0.
 
     .venv/bin/python bench/scale.py            # 0, 1k, 10k, 100k on SQLite and PostgreSQL
     .venv/bin/python bench/scale.py --quick    # 0, 1k, 10k; fewer repeats
     .venv/bin/python bench/scale.py --pg ''    # SQLite only
+    .venv/bin/python bench/scale.py --workers 1,2,4 --depths ''   # only jobs/s with 1, 2, 4 workers
+
+After the depth table, a full run (not --quick) also prints jobs/s with 1, 2 and 4 workers on
+PostgreSQL with the tiny model at its smallest size, and the queue overhead per job
+(bench/worker_rate.py, which runs alone too).
 
 PostgreSQL: ``--pg URL`` (default FRAMEPACK_API_BENCH_PG or the test server on 127.0.0.1:5432);
 each depth gets a schema of its own, dropped afterwards.
@@ -33,6 +40,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -120,6 +130,10 @@ def measure(url: str, depth: int, repeats: int, tmp: Path) -> dict[str, tuple[fl
     # As many jobs again as claims, so that even at depth 0 every timed claim takes a job.
     bulk_pending(engine, repeats + 1, settings)
     out["claim"] = timed(lambda: store.claim("bench"), repeats)
+    # What a running job writes at every step: the fenced progress UPDATE and its event, one transaction.
+    running = store.claim("bench")
+    assert running is not None
+    out["progress"] = timed(lambda: store.heartbeat(running, progress=50.0, step=1, message="bench"), repeats)
     engine.dispose()
     return out
 
@@ -134,15 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="depths 0, 1k, 10k and fewer repeats")
     p.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL server URL; '' to skip PostgreSQL")
+    p.add_argument("--depths", default=None, help="comma-separated depths; '' for none")
+    p.add_argument("--workers", default=None, help="worker counts for jobs/s on PostgreSQL; '' for none "
+                                                   "(default 1,2,4, or none with --quick)")
     args = p.parse_args(argv)
-    depths = (0, 1000, 10_000) if args.quick else (0, 1000, 10_000, 100_000)
+    depths: tuple[int, ...] = (0, 1000, 10_000) if args.quick else (0, 1000, 10_000, 100_000)
+    if args.depths is not None:
+        depths = tuple(int(d) for d in args.depths.split(",") if d)
     repeats = 30 if args.quick else 100
     kinds = ["sqlite", "postgresql"] if args.pg else ["sqlite"]
-    names = ("status", "position", "claim")
+    names = ("status", "position", "claim", "progress")
     print(f"{'db':<11}{'pending':>9}" + "".join(f"  {n + ' p50':>13} {'p95':>7} {'x0':>5}" for n in names))
     with tempfile.TemporaryDirectory(prefix="fp-scale-") as tmp_dir:
         tmp = Path(tmp_dir)
-        for kind in kinds:
+        for kind in kinds if depths else []:
             base: dict[str, float] = {}
             for depth in depths:
                 with database(kind, args.pg, tmp) as url:
@@ -153,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                     base.setdefault(name, p50)
                     line += f"  {p50:>13.2f} {p95:>7.2f} {p50 / base[name]:>5.2f}"
                 print(line, flush=True)
+    counts = args.workers if args.workers is not None else ("" if args.quick else "1,2,4")
+    if counts and args.pg:
+        from bench.worker_rate import report
+
+        report(args.pg, [int(n) for n in counts.split(",")], per_worker=4 if args.quick else 8)
     return 0
 
 

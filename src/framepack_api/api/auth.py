@@ -146,7 +146,7 @@ class AuthMiddleware:
         await send({"type": "http.response.body", "body": payload})
 
 
-def get_caller(request: Request) -> Caller:
+async def get_caller(request: Request) -> Caller:  # async: no thread hop (see api/deps.py)
     caller: Caller = getattr(request.state, "caller", ANONYMOUS)
     return caller
 

@@ -29,13 +29,16 @@ class AppState:
     pace: PaceCache = field(default_factory=PaceCache)  # /status ETAs: the learned pace, per process
 
 
-def get_state(request: Request) -> AppState:
+# async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per
+# dependency per request for what is an attribute lookup (the most of /status's cost, measured).
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.framepack
     return state
 
 
-def get_store(request: Request) -> JobStore:
-    return get_state(request).store
+async def get_store(request: Request) -> JobStore:
+    state: AppState = request.app.state.framepack
+    return state.store
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
