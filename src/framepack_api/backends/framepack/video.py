@@ -27,6 +27,7 @@ from framepack_api.media.images import find_nearest_bucket, load_rgb, resize_and
 from framepack_api.media.preview import write_preview
 from framepack_api.media.video import write_mp4, write_thumbnail
 from framepack_api.params import VideoParams, frame_count, total_sections
+from framepack_api.params.prompt_schedule import section_prompts
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,9 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
             ctx.preview(preview_path)
 
     true_cfg = params.cfg > 1.0
-    job = SectionJob(start=start, end=end, section_prompts=[params.prompt] * sections,
+    # Each section's prompt in time order (one prompt throughout unless `prompt` is a schedule).
+    prompts = section_prompts(params.prompt, sections, window)
+    job = SectionJob(start=start, end=end, section_prompts=prompts,
                      negative_prompt=params.negative_prompt if true_cfg else None, height=height,
                      width=width, window=window, steps=steps, true_cfg=params.cfg, guidance=params.gs,
                      reverse=reverse)
@@ -267,6 +270,9 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
         "memory": memory_info,
         **info_extra,
     }
+    schedule = params.prompt_schedule()
+    if schedule is not None:
+        info["prompt_schedule"] = schedule
     log.info("video: %dx%d, %d frames, %d sections, %.2fs total", width, height,
              frames.shape[0], sections, timings["total"])
     return JobOutput(files={"video": video_path, "thumbnail": thumb_path}, seed=seed, info=info)
