@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,9 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from framepack_api.backends.base import RunContext
 from framepack_api.backends.framepack.loader import LoadedModel
 from framepack_api.backends.framepack.section_loop import SectionJob, reverse_paddings, run_sections
-from framepack_api.backends.framepack.video import pipeline_num_frames, to_uint8
+from framepack_api.backends.framepack.video import generate_video, pipeline_num_frames, to_uint8
+from framepack_api.params import VideoParams
 
 HEIGHT, WIDTH, WINDOW, STEPS = 48, 64, 2, 2
 
@@ -105,3 +108,44 @@ def test_reverse_paddings_follow_framepack() -> None:
     assert reverse_paddings(1) == [0]
     assert reverse_paddings(4) == [3, 2, 1, 0]
     assert reverse_paddings(6) == [3, 2, 2, 2, 1, 0]
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_each_section_is_conditioned_on_its_scheduled_prompt(tiny_model: LoadedModel, tmp_path: Path,
+                                                             start_image: Image.Image, mode: str) -> None:
+    """Which prompt every transformer call was conditioned on, in making order: reverse sampling makes the
+    video's last section first, so it must get the last prompt; a prompt used twice is encoded once."""
+    pipe = tiny_model.pipe
+    prompts = ["alpha dances", "beta waves"]
+    # The CLIP pooled embedding tells the prompts apart: the tiny Llama tokenizer spends all its
+    # tokens on the prompt template, so its hidden states are the same for every prompt.
+    embeds = [pipe.encode_prompt(prompt=p, device=torch.device("cpu"), max_sequence_length=256)[1]
+              for p in prompts]
+    assert not torch.equal(*embeds)
+    seen: list[int] = []
+
+    def record(_m: torch.nn.Module, _args: Any, kwargs: dict[str, Any]) -> None:
+        [index] = [i for i, e in enumerate(embeds) if torch.equal(kwargs["pooled_projections"], e)]
+        seen.append(index)
+
+    text_calls: list[int] = []
+    hooks = [pipe.transformer.register_forward_pre_hook(record, with_kwargs=True),
+             pipe.text_encoder.register_forward_pre_hook(lambda *_: text_calls.append(1))]
+    # window 1: sections of 4 frames, starting at 0, 0.133 and 0.267 s.
+    params = VideoParams(prompt="[0s] alpha dances [0.1s] beta waves [0.25s] beta waves", video_length=0.4,
+                         latent_window_size=1, steps=2, resolution=64, seed=3, use_teacache=False,
+                         sampling_mode=mode)
+    try:
+        out = generate_video(tiny_model, params, start_image, None, tmp_path, RunContext(workdir=tmp_path),
+                             preview_every=0, partial_videos=False)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    in_time_order = [0, 1, 1]  # not a palindrome: a wrong making order shows
+    making_order = in_time_order[::-1] if mode == "reverse" else in_time_order
+    assert seen == [i for i in making_order for _ in range(2)]  # two steps per section
+    assert len(text_calls) == 2  # two distinct prompts, three sections
+    assert out.info["prompt_schedule"] == [
+        {"start": 0.0, "prompt": "alpha dances", "sections": [1]},
+        {"start": 0.1, "prompt": "beta waves", "sections": [2]},
+        {"start": 0.25, "prompt": "beta waves", "sections": [3]}]
