@@ -13,7 +13,6 @@ from PIL import Image
 
 from framepack_api.backends.base import JobOutput, Progress, RunContext
 from framepack_api.backends.framepack.loader import LoadedModel
-from framepack_api.backends.framepack.progress_hooks import observe_vae_decode
 from framepack_api.backends.framepack.video import generate_video
 from framepack_api.errors import JobCancelled
 from framepack_api.media.images import find_nearest_bucket
@@ -266,22 +265,3 @@ def test_negative_preview_interval_is_rejected(tiny_model: LoadedModel, tmp_path
                                                start_image: Image.Image) -> None:
     with pytest.raises(ValueError, match="preview_every"):
         run(tiny_model, tmp_path, start_image, preview_every=-1)
-
-
-def test_observe_vae_decode_restores_an_existing_wrapper() -> None:
-    class Vae:
-        def decode(self, z: torch.Tensor, return_dict: bool = True) -> Any:
-            return (z * 2,)
-
-    vae = Vae()
-    outer = vae.decode
-    vae.decode = outer  # type: ignore[method-assign]  # someone else's instance-level wrapper
-    seen: list[torch.Tensor] = []
-    with observe_vae_decode(vae, seen.append):
-        out = vae.decode(torch.ones(1))
-    assert out[0].tolist() == [2.0] and seen[0].tolist() == [2.0]
-    assert vars(vae)["decode"] is outer
-
-    with pytest.raises(RuntimeError), observe_vae_decode(vae, lambda _t: None):
-        raise RuntimeError("pipeline failed")
-    assert vars(vae)["decode"] is outer

@@ -11,7 +11,8 @@ from framepack_api.api.image_views import batch_progress
 from framepack_api.errors import FilesExpired
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
-from framepack_api.params import JobType
+from framepack_api.params import JobType, total_sections
+from framepack_api.params.prompt_schedule import ScheduleError, describe_schedule
 
 
 def iso(ts: float | None) -> str | None:
@@ -60,6 +61,9 @@ class JobView(BaseModel):
     events_url: str | None = None
     batch_progress: dict[str, Any] | None = Field(None, description="Batch image jobs: each image's status, "
                                                                     "seed and progress.")
+    prompt_schedule: list[dict[str, Any]] | None = Field(
+        None, description="Video jobs whose prompt is a schedule: each prompt with its start (seconds) and "
+                          "the sections (1-based, in time order) it conditions.")
     # FramePack-FastAPI's names for step, total_steps and message, for its existing clients.
     progress_step: int | None = Field(None, description="Same as `step` (FramePack-FastAPI's name).")
     progress_total: int | None = Field(None, description="Same as `total_steps` (FramePack-FastAPI's name).")
@@ -70,6 +74,19 @@ def require_files(job: Job) -> None:
     """Downloads of a job whose files the retention policy removed answer 410, not a broken file."""
     if job.files_expired_at is not None:
         raise FilesExpired(job.id)
+
+
+def prompt_schedule(job: Job) -> list[dict[str, Any]] | None:
+    """The schedule as the worker will apply it, from the stored params (validated at submit)."""
+    params = job.params
+    if job.type is not JobType.video or not isinstance(params.get("prompt"), str):
+        return None
+    window = int(params.get("latent_window_size", 9))
+    try:
+        return describe_schedule(params["prompt"], total_sections(float(params.get("video_length", 5)), window),
+                                 window)
+    except ScheduleError:  # a row stored before schedules existed, with text that now reads as one
+        return None
 
 
 def job_view(job: Job, position: int | None = None) -> JobView:
@@ -84,6 +101,6 @@ def job_view(job: Job, position: int | None = None) -> JobView:
         preview_url=f"/preview/{job.id}" if job.preview else None,
         partial_video_url=f"/preview/{job.id}/video" if job.preview else None,
         thumbnail_url=f"/thumbnail/{job.id}", events_url=f"/events/{job.id}",
-        batch_progress=batch_progress(job),
+        batch_progress=batch_progress(job), prompt_schedule=prompt_schedule(job),
         progress_step=job.step, progress_total=job.total_steps, progress_info=job.message,
     )

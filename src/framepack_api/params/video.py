@@ -5,12 +5,15 @@ Ranges follow FramePack's own Gradio page, so a job that the page accepts, the A
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from framepack_api.params.fields import FiniteFloat, NoBool, StrictInt, Text
 from framepack_api.params.image import LoraFields
+from framepack_api.params.prompt_schedule import ScheduleError, check_length, describe_schedule, parse_schedule
 
 SamplingMode = Literal["reverse", "forward"]
 
@@ -20,8 +23,12 @@ class VideoParams(LoraFields):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    prompt: Text = Field("", max_length=4000, description="What happens in the video.",
-                        examples=["The girl dances gracefully, with clear movements, full of charm."])
+    prompt: Text = Field("", max_length=4000,
+                         description="What happens in the video. A schedule gives each stretch of time its own "
+                                     "prompt: `[0s] a girl stands [2s] she waves`, or a JSON list "
+                                     "`[{\"start\": 0, \"prompt\": \"...\"}]` (as text or, in a JSON body, "
+                                     "as a list); each section uses the prompt in force at its start.",
+                         examples=["The girl dances gracefully, with clear movements, full of charm."])
     negative_prompt: Text = Field("", max_length=4000, description="Used only when cfg > 1.",
                                  examples=["blurry, distorted"])
     seed: StrictInt = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.",
@@ -51,8 +58,44 @@ class VideoParams(LoraFields):
                                    examples=[640])
     has_end_image: bool = Field(False, description="Set by the server when an end_image was uploaded.")
 
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _schedule_list_as_text(cls, value: Any) -> Any:
+        # A JSON body may give the list form as a list; it is kept as its JSON text, so that
+        # `prompt` is always a string for every reader of stored params.
+        if isinstance(value, list):
+            return json.dumps(value, ensure_ascii=False)
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _schedule_is_well_formed(cls, value: str) -> str:
+        try:
+            parse_schedule(value)
+        except ScheduleError as exc:
+            raise ValueError(f"prompt schedule: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _schedule_fits_the_video(self) -> VideoParams:
+        cues = parse_schedule(self.prompt)
+        if cues is not None:
+            try:
+                check_length(cues, self.video_length)
+            except ScheduleError as exc:
+                # Raised as the prompt's error (not the model's), so a 422 names the field.
+                raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                    type=PydanticCustomError("prompt_schedule", "prompt schedule: {problem}",
+                                             {"problem": str(exc)}),
+                    loc=("prompt",), input=self.prompt)]) from None
+        return self
+
     def sections(self) -> int:
         return total_sections(self.video_length, self.latent_window_size)
+
+    def prompt_schedule(self) -> list[dict[str, Any]] | None:
+        """The parsed schedule with the sections each prompt conditions; None for a plain prompt."""
+        return describe_schedule(self.prompt, self.sections(), self.latent_window_size)
 
     def total_steps(self) -> int:
         return self.sections() * self.steps

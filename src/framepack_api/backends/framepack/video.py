@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import secrets
@@ -21,12 +20,14 @@ from PIL import Image
 
 from framepack_api.backends.base import JobOutput, Progress, RunContext
 from framepack_api.backends.framepack.loader import LoadedModel
-from framepack_api.backends.framepack.progress_hooks import PartialVideoWriter, observe_vae_decode
+from framepack_api.backends.framepack.progress_hooks import PartialVideoWriter
+from framepack_api.backends.framepack.section_loop import SectionJob, run_sections
 from framepack_api.errors import JobCancelled
 from framepack_api.media.images import find_nearest_bucket, load_rgb, resize_and_center_crop
 from framepack_api.media.preview import write_preview
 from framepack_api.media.video import write_mp4, write_thumbnail
 from framepack_api.params import VideoParams, frame_count, total_sections
+from framepack_api.params.prompt_schedule import section_prompts
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ VAE_TEMPORAL = 4  # latent frames → pixel frames; the pipeline's window length
 
 
 def pipeline_num_frames(sections: int, latent_window_size: int) -> int:
-    """The ``num_frames`` that makes the pipeline sample exactly ``sections`` sections.
+    """The ``num_frames`` that makes the pipeline sample exactly ``sections`` sections (for comparing
+    the section loop with ``HunyuanVideoFramepackPipeline.__call__``, in tests and bench).
 
     The pipeline computes ``ceil(num_frames / window_frames)`` sections with
     ``window_frames = (latent_window_size - 1) * 4 + 1``; a multiple of window_frames is exact.
@@ -49,8 +51,8 @@ def pipeline_num_frames(sections: int, latent_window_size: int) -> int:
 class StageTimer:
     """Wall time spent inside chosen modules' forwards, by stage, via torch forward hooks.
 
-    The pipeline runs encode → sample → decode inside one call; hooks on its modules split that
-    time without touching the pipeline's code.
+    The section loop runs encode → sample → decode for every section; hooks on the modules split
+    that time without timing code in the loop.
     """
 
     def __init__(self, sync: bool) -> None:
@@ -84,10 +86,10 @@ class StageTimer:
 
 @contextlib.contextmanager
 def first_block_cache(transformer: Any, branches: int) -> Iterator[str]:
-    """Enable diffusers' FirstBlockCache for one pipeline call (the TeaCache stand-in).
+    """Enable diffusers' FirstBlockCache for one job's sampling (the TeaCache stand-in).
 
-    The cache keeps state per ``cache_context`` name, and this pipeline does not set one, so each
-    transformer call is wrapped in a context here. With true CFG the pipeline calls the transformer
+    The cache keeps state per ``cache_context`` name, and neither the section loop nor the pipeline
+    sets one, so each transformer call is wrapped in a context here. With true CFG the loop calls the transformer
     twice per step (cond, then uncond); alternating names keeps the two branches' caches apart.
     Yields the cache's name, or ``"none"`` when this transformer cannot cache.
     """
@@ -135,7 +137,7 @@ def params_metadata(params: VideoParams, seed: int, preset: str) -> dict[str, st
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """Pipeline output (float in [0, 1]) as uint8."""
+    """Frames as floats in [0, 1] (the pipeline's ``output_type="np"``) as uint8."""
     return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
@@ -175,59 +177,41 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
     start = resize_and_center_crop(start_rgb, width, height)
     end = resize_and_center_crop(load_rgb(end_image), width, height) if end_image is not None else None
 
-    # 3) Length: FramePack's seconds → sections, then the num_frames that yields that many sections.
+    # 3) Length: FramePack's seconds → sections.
     window = params.latent_window_size
     sections = total_sections(params.video_length, window)
     expected_frames = frame_count(sections, window)
-    num_frames = pipeline_num_frames(sections, window)
 
-    # 4) Sample. The callback runs after every step of every section: count calls to know the section.
+    # 4) Sample section by section. on_step runs after every step: progress, cancel, previews.
     steps = params.steps
     calls = 0
     preview_path = ctx.workdir / "preview.jpg"
-    live_seconds = {"previews": 0.0}  # our own work inside the call, reported in timings
+    live_seconds = {"previews": 0.0}  # our own work inside the loop, reported in timings
 
-    def on_step_end(_pipe: Any, _i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def on_step(section: int, step: int, latents: torch.Tensor) -> None:
         nonlocal calls
         calls += 1
-        section, step = divmod(calls - 1, steps)
-        ctx.progress(Progress(step=step + 1, total_steps=steps, section=section + 1,
+        ctx.progress(Progress(step=step, total_steps=steps, section=section,
                               total_sections=sections, message="sampling"))
         if ctx.cancelled():
             raise JobCancelled()
-        # The noisy latents of the current section after this step; read only, never returned, so
-        # the sampling itself is untouched.
+        # The noisy latents of the current section after this step; read only.
         if preview_every and calls % preview_every == 0:
             preview_started = time.perf_counter()
-            write_preview(kwargs["latents"], preview_path)
+            write_preview(latents, preview_path)
             live_seconds["previews"] += time.perf_counter() - preview_started
             ctx.preview(preview_path)
-        return {}
 
     true_cfg = params.cfg > 1.0
-    call_kwargs: dict[str, Any] = {
-        "image": start,
-        "last_image": end,
-        "prompt": params.prompt,
-        "negative_prompt": params.negative_prompt if true_cfg else None,
-        "height": height,
-        "width": width,
-        "num_frames": num_frames,
-        "latent_window_size": window,
-        "num_inference_steps": steps,
-        "true_cfg_scale": params.cfg,
-        "guidance_scale": params.gs,
-        "generator": generator,
-        "sampling_type": "inverted_anti_drifting" if reverse else "vanilla",
-        "callback_on_step_end": on_step_end,
-        "callback_on_step_end_tensor_inputs": ["latents"],
-        "output_type": "np",
-    }
+    # Each section's prompt in time order (one prompt throughout unless `prompt` is a schedule).
+    prompts = section_prompts(params.prompt, sections, window)
+    job = SectionJob(start=start, end=end, section_prompts=prompts,
+                     negative_prompt=params.negative_prompt if true_cfg else None, height=height,
+                     width=width, window=window, steps=steps, true_cfg=params.cfg, guidance=params.gs,
+                     reverse=reverse)
     info_extra: dict[str, Any] = {}
-    if "guidance_rescale" in inspect.signature(pipe.__call__).parameters:
-        call_kwargs["guidance_rescale"] = params.rs
-    elif params.rs > 0:
-        info_extra["ignored"] = {"rs": "HunyuanVideoFramepackPipeline has no CFG re-scale"}
+    if params.rs > 0:
+        info_extra["ignored"] = {"rs": "CFG re-scale is not implemented by the section loop yet"}
 
     timer = StageTimer(sync=model.device.type == "cuda")
     for stage, name in (("encode", "text_encoder"), ("encode", "text_encoder_2"),
@@ -237,21 +221,18 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
     timer.watch("decode", getattr(pipe.vae, "decoder", None))
     cache_cm = (first_block_cache(pipe.transformer, branches=2 if true_cfg else 1)
                 if params.use_teacache else contextlib.nullcontext("none"))
-    partial = (PartialVideoWriter(pipe, reverse, window, ctx.workdir / "partial.mp4", fps=FPS,
-                                  crf=params.mp4_crf, report=ctx.partial_video)
+    partial = (PartialVideoWriter(ctx.workdir / "partial.mp4", fps=FPS, crf=params.mp4_crf,
+                                  report=ctx.partial_video)
                if partial_videos else None)
-    observe_cm = (observe_vae_decode(pipe.vae, partial) if partial is not None
-                  else contextlib.nullcontext())
     call_started = time.perf_counter()
     try:
-        with cache_cm as cache, observe_cm:
-            output = pipe(**call_kwargs)
+        with cache_cm as cache:
+            frames = run_sections(pipe, job, generator, on_step, partial)
     finally:
         timer.close()
     call_seconds = time.perf_counter() - call_started
-    frames = to_uint8(np.asarray(output.frames[0]))
     if frames.shape[0] != expected_frames:
-        raise RuntimeError(f"pipeline made {frames.shape[0]} frames, expected {expected_frames}")
+        raise RuntimeError(f"section loop made {frames.shape[0]} frames, expected {expected_frames}")
 
     # 5) Write the MP4 (params in its metadata) and a thumbnail from the middle of the video.
     write_started = time.perf_counter()
@@ -268,7 +249,7 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
         "encode": round(t.get("encode", 0.0), 4),
         "sample": round(t.get("sample", 0.0), 4),
         "decode": round(t.get("decode", 0.0), 4),
-        # Scheduler steps, offload transfers, pre/post-processing: the call minus the timed modules.
+        # Scheduler steps, offload transfers, pre/post-processing: the loop minus the timed modules.
         "other": round(max(0.0, call_seconds - sum(t.values())), 4),
         "write": round(write_seconds, 4),
         # Inside "other": making latent previews and partial videos (not the callbacks' own time).
@@ -290,6 +271,9 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
         "memory": memory_info,
         **info_extra,
     }
+    schedule = params.prompt_schedule()
+    if schedule is not None:
+        info["prompt_schedule"] = schedule
     log.info("video: %dx%d, %d frames, %d sections, %.2fs total", width, height,
              frames.shape[0], sections, timings["total"])
     return JobOutput(files={"video": video_path, "thumbnail": thumb_path}, seed=seed, info=info)
