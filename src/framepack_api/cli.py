@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -309,6 +310,9 @@ def models_download(
     """Download the real weights into the Hugging Face cache (HF_HOME; HF_TOKEN for gated repos)."""
     from framepack_api import weights
 
+    if importlib.util.find_spec("huggingface_hub") is None:
+        console.print("[red]downloads need huggingface_hub:[/red] pip install 'framepack-api\\[gpu]' (or \\[server])")
+        raise typer.Exit(2)
     try:
         parts = weights.plan(Settings(), preset)
     except ValueError as exc:

@@ -66,6 +66,8 @@ for args in (["--help"], ["generate", "--help"], ["jobs", "ls", "--help"], ["job
 result = runner.invoke(app, ["jobs", "ls", "--server", "http://127.0.0.1:9"])
 print("jobs ls exit", result.exit_code, type(result.exception).__name__)
 print("client", client.Client.__name__)
+result = runner.invoke(app, ["models", "download", "--dry-run"])  # a worker-host command: says what to install
+print("download exit", result.exit_code, "framepack-api[gpu]" in result.output)
 """
 
 
@@ -91,6 +93,7 @@ def test_client_commands_work_with_only_the_base_install() -> None:
     assert "jobs ls exit 1" in out or "jobs ls exit 2" in out, out
     assert "ImportError" not in out and "ModuleNotFoundError" not in out
     assert "client Client" in out
+    assert "download exit 2 True" in out
 
 
 def _pyproject() -> dict[str, object]:
