@@ -25,9 +25,9 @@ def stored_file(state: AppState, request: Request, key: str, media_type: str, *,
     headers = {"Cache-Control": "no-store"} if no_store else {}
     path = storage.local_path(key)
     if path is not None:
-        if not path.is_file():
-            raise HTTPException(404, detail=f"stored file {key} is missing")
-        return FileResponse(path, media_type=media_type, filename=filename, headers=headers)
+        # Stat here, in the route: a file that retention removes meanwhile fails this request with
+        # FileNotFoundError (the next one sees the expired row and answers 410).
+        return FileResponse(path, media_type=media_type, filename=filename, headers=headers, stat_result=path.stat())
     if state.settings.storage_downloads == "redirect":
         url = storage.presigned_url(key, seconds=state.settings.s3_presign_seconds, filename=filename,
                                     media_type=media_type)
