@@ -125,8 +125,6 @@ def test_streams_of_one_api_process_share_one_reader_of_the_event_log(settings: 
                 reads["n"] += 1
 
         sa.event.listen(state.engine, "before_cursor_execute", count)
-
-
         r = httpx.post(f"{srv.url}/generate", data={"prompt": "p", "resolution": "64"},
                        files={"image": ("in.png", png_bytes(), "image/png")}, timeout=30)
         assert r.status_code == 200, r.text
@@ -154,6 +152,5 @@ def test_streams_of_one_api_process_share_one_reader_of_the_event_log(settings: 
         # One reader: a query or a few for the wake-up (and a poll tick on a slow machine), however
         # many streams; twenty streams polling on their own would have made at least twenty.
         delivered_with = reads["n"] - before
-        print("job_events reads while delivering:", delivered_with, "reader reads:", state.events.reads)
         assert delivered_with < STREAMS // 2, delivered_with
         assert state.events.reads >= 1
