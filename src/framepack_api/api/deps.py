@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 
-from framepack_api.jobs.eta import PaceCache
+from framepack_api.jobs.status_read import StatusReader
 from framepack_api.jobs.store import JobStore
 from framepack_api.settings import Settings
 from framepack_api.storage import LocalStorage
@@ -22,7 +22,14 @@ class AppState:
     storage: LocalStorage
     model: str  # the preset workers load: "tiny" or "framepack"
     default_resolution: int
-    pace: PaceCache = field(default_factory=PaceCache)  # /status ETAs: the learned pace, per process
+    _status_reader: StatusReader | None = None
+
+    @property
+    def status_reader(self) -> StatusReader:
+        """/status's compiled statements and learned pace, one per process (made on first use)."""
+        if self._status_reader is None:
+            self._status_reader = StatusReader(self.engine)
+        return self._status_reader
 
 
 # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per

@@ -156,7 +156,8 @@ async def status(job_id: str, state: StateDep, caller: CallerDep) -> Response:
 
 
 def _status_json(state: AppState, job_id: str, scope: str | None) -> bytes:
-    read = read_status(state.store, job_id, scope, live_within=state.settings.lease_seconds, pace=state.pace)
+    read = read_status(state.store, job_id, scope, live_within=state.settings.lease_seconds,
+                       reader=state.status_reader)
     view = job_view(read.job, read.position)
     view.eta_seconds = read.eta_seconds
     return view.model_dump_json().encode()
