@@ -34,9 +34,13 @@ class AppState:
 
 # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per
 # dependency per request for what is an attribute lookup (the most of /status's cost, measured).
-async def get_state(request: Request) -> AppState:
+def get_state_now(request: Request) -> AppState:
     state: AppState = request.app.state.framepack
     return state
+
+
+async def get_state(request: Request) -> AppState:
+    return get_state_now(request)
 
 
 async def get_store(request: Request) -> JobStore:
