@@ -146,9 +146,13 @@ class AuthMiddleware:
         await send({"type": "http.response.body", "body": payload})
 
 
-async def get_caller(request: Request) -> Caller:  # async: no thread hop (see api/deps.py)
+def get_caller_now(request: Request) -> Caller:
     caller: Caller = getattr(request.state, "caller", ANONYMOUS)
     return caller
+
+
+async def get_caller(request: Request) -> Caller:  # async: no thread hop (see api/deps.py)
+    return get_caller_now(request)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from framepack_api.jobs.db import read_tx
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
 from framepack_api.jobs.tables import jobs
@@ -74,13 +75,15 @@ class Pace:
 _completed = sa.and_(jobs.c.status == JobStatus.completed.value, jobs.c.finished_at.is_not(None))
 
 
-def newest_completed(conn: Connection) -> tuple[float, str] | None:
-    """(finished_at, id) of the newest completed job: the top of ix_jobs_finished for 'completed'."""
-    row = conn.execute(
-        sa.select(jobs.c.finished_at, jobs.c.id).where(_completed)
-        .order_by(jobs.c.finished_at.desc()).limit(1)
-    ).first()
-    return (float(row.finished_at), str(row.id)) if row else None
+def newest_completed() -> tuple[Any, Any]:
+    """Scalar subqueries: finished_at and id of the newest completed job (the top of ix_jobs_finished)."""
+    newest = jobs.alias("newest")
+
+    def top(column: Any) -> Any:
+        return (sa.select(column).where(newest.c.status == JobStatus.completed.value, newest.c.finished_at.is_not(None))
+                .order_by(newest.c.finished_at.desc()).limit(1).scalar_subquery())
+
+    return top(newest.c.finished_at), top(newest.c.id)
 
 
 def recent_completed(conn: Connection, limit: int = HISTORY) -> list[Job]:
@@ -91,19 +94,23 @@ def recent_completed(conn: Connection, limit: int = HISTORY) -> list[Job]:
 
 
 class PaceCache:
-    """One process's learned pace, relearned when the newest completed job changes."""
+    """One process's learned pace, relearned only when the newest completed job changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._marker: tuple[float, str] | None = None
         self._pace = Pace({}, None, None)
 
-    def current(self, conn: Connection) -> Pace:
-        marker = newest_completed(conn)
+    def current(self, marker: tuple[float, str] | None, engine: Engine) -> Pace:
+        """``marker``: the newest completed job's (finished_at, id), as the caller just read it."""
         with self._lock:
             if marker == self._marker:
                 return self._pace
-        pace = Pace.learn(recent_completed(conn)) if marker else Pace({}, None, None)
+        if marker is None:
+            pace = Pace({}, None, None)
+        else:
+            with read_tx(engine) as conn:
+                pace = Pace.learn(recent_completed(conn))
         with self._lock:
             self._marker, self._pace = marker, pace
         return pace

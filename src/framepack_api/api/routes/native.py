@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
 
-from framepack_api.api.auth import CallerDep, has_credentials
+from framepack_api.api.auth import CallerDep, get_caller_now, has_credentials
 from framepack_api.api.contract import SUBMIT_CODES, errors
-from framepack_api.api.deps import AppState, StateDep, StoreDep
+from framepack_api.api.deps import AppState, StateDep, StoreDep, get_state_now
 from framepack_api.api.downloads import stored_file
 from framepack_api.api.routes.images import image_file
 from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
@@ -154,9 +154,11 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
 
 @router.get("/status/{job_id}", response_model=JobView, summary="A job's status and progress",
             responses=errors(404))
-async def status(job_id: str, state: StateDep, caller: CallerDep) -> Response:
-    # The hottest route: one short read transaction, and the model serialised once, straight to JSON
-    # (FastAPI would validate the returned model again against response_model, then encode it).
+async def status(job_id: str, request: Request) -> Response:
+    # The hottest route, so: state and caller read straight from the request (each dependency costs
+    # FastAPI a resolution per request), one statement, and the model serialised once, straight to
+    # JSON (FastAPI would validate the returned model again against response_model, then encode it).
+    state, caller = get_state_now(request), get_caller_now(request)
     # On SQLite (WAL) a read never waits for a writer and takes about as long as a thread hop costs,
     # so it runs right here; a thread per read would also make every statement wait for the GIL
     # behind the event loop. PostgreSQL is a network round trip away: that read goes to a thread.
@@ -168,7 +170,8 @@ async def status(job_id: str, state: StateDep, caller: CallerDep) -> Response:
 
 
 def _status_json(state: AppState, job_id: str, scope: str | None) -> bytes:
-    read = read_status(state.store, job_id, scope, live_within=state.settings.lease_seconds, pace=state.pace)
+    read = read_status(state.store, job_id, scope, live_within=state.settings.lease_seconds,
+                       reader=state.status_reader)
     view = job_view(read.job, read.position)
     view.eta_seconds = read.eta_seconds
     return view.model_dump_json().encode()
