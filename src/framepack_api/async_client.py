@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -165,7 +165,7 @@ class AsyncClient:
         return dict(self._json(response))
 
     async def events(self, job_id: str | None = None, *, last_event_id: int | None = None,
-                     read_timeout: float = 60.0) -> AsyncIterator[ServerEvent]:
+                     read_timeout: float = 60.0) -> AsyncGenerator[ServerEvent, None]:
         path = f"/events/{job_id}" if job_id else "/events"
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
         timeout = httpx.Timeout(self.http.timeout.connect, read=read_timeout)
