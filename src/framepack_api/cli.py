@@ -127,8 +127,7 @@ def worker(
 ) -> None:
     """Run one worker process: load the model once, then take jobs from the database.
 
-    With --gpus (or GPUS set), run one such process per listed GPU, each pinned to its device and
-    restarted on it when it dies."""
+    With --gpus (or GPUS set): one such process per listed GPU, pinned to it, restarted on it."""
     from framepack_api.backends.registry import create_backend
     from framepack_api.worker.runner import WORKER_ID_ENV, Worker
 

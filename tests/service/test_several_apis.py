@@ -68,19 +68,20 @@ class EventReader(threading.Thread):
         return int(self.events[-1]["event_id"]) if self.events else self.after
 
 
-@pytest.mark.timeout(600)  # five process starts and a lease expiry on a loaded machine
+@pytest.mark.timeout(900)  # five process starts and a lease expiry, on a machine that may be very loaded
 def test_two_apis_three_workers_kill_one_of_each_every_job_completes_once(tmp_path: Path, pg_url: str) -> None:
     data = link_tiny_model(tmp_path / "data")  # one data directory: shared storage is another point
     env = {"FRAMEPACK_API_DATABASE_URL": pg_url, **LEASE}
-    api_a = Server(data, workers=0, env=env).start()
-    api_b = Server(data, workers=0, env=env).start()
-    worker_env = api_a.env()
+    api_a = Server(data, workers=0, env=env).start(timeout=420)  # it creates the schema
+    api_b = Server(data, workers=0, env=env)
     worker_logs = [(tmp_path / f"worker-{i}.log").open("wb") for i in range(3)]
-    procs = [subprocess.Popen([sys.executable, "-m", "framepack_api", "worker"], env=worker_env,
+    # The workers load their models while the second API starts.
+    procs = [subprocess.Popen([sys.executable, "-m", "framepack_api", "worker"], env=api_a.env(),
                               stdout=log, stderr=subprocess.STDOUT) for log in worker_logs]
     engine = create_engine(pg_url)
     try:
-        api_b.wait_until(lambda h: h["workers_alive"] == 3, timeout=180)
+        api_b.start(timeout=420)
+        api_b.wait_until(lambda h: h["workers_alive"] == 3, timeout=420)
         submitted = {}  # job id -> the API it was submitted to
         for i in range(6):
             api = (api_a, api_b)[i % 2]
