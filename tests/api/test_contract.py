@@ -100,7 +100,7 @@ def test_with_auth_the_spec_declares_what_auth_accepts(make_client: Callable[...
             "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API key as a bearer token"},
             "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             "basicAuth": {"type": "http", "scheme": "basic"}}
-        alternatives = [{"bearerAuth": []}, {"apiKeyHeader": []}, {"basicAuth": []}]
+        alternatives: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKeyHeader": []}, {"basicAuth": []}]
         for path, operations in spec["paths"].items():
             for operation in operations.values():
                 if path == "/health":  # open, shows more with credentials
