@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from pydantic import ValidationError
@@ -19,10 +20,12 @@ from framepack_api.jobs.store import Job, JobStore, NewJob
 from framepack_api.params import JobType
 from framepack_api.settings import Settings
 from framepack_api.storage import create_storage
-from framepack_api.storage.s3 import S3Storage
 from framepack_api.worker.runner import Worker
 
 from .conftest import S3Server
+
+if TYPE_CHECKING:
+    from framepack_api.storage.s3 import S3Storage
 
 
 def upload_attempt(storage: S3Storage, job: Job) -> dict[str, str]:
@@ -36,6 +39,8 @@ def upload_attempt(storage: S3Storage, job: Job) -> dict[str, str]:
 
 def test_killed_uploads_are_removed_by_the_reaper_the_next_completion_and_retention(
         s3: S3Server, tmp_path: Path) -> None:
+    from framepack_api.storage.s3 import S3Storage  # boto3: the s3 or dev extra
+
     bucket = s3.new_bucket()
     storage = S3Storage(bucket, "fp", scratch=tmp_path / "scratch", client=s3.client())
     engine = create_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
@@ -94,6 +99,8 @@ def test_killed_uploads_are_removed_by_the_reaper_the_next_completion_and_retent
 def test_storage_url_chooses_the_store_and_bad_ones_name_the_setting(s3: S3Server, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, storage_url="s3://bucket-a/some/prefix/", s3_endpoint_url=s3.url,
                         _env_file=None)  # type: ignore[call-arg]
+    from framepack_api.storage.s3 import S3Storage
+
     storage = create_storage(settings)
     assert isinstance(storage, S3Storage) and (storage.bucket, storage.prefix) == ("bucket-a", "some/prefix")
     assert storage.root == (tmp_path / "files").resolve()  # work directories stay local
