@@ -41,8 +41,8 @@ class VideoParams(LoraFields):
                        examples=[1.0])
     gs: FiniteFloat = Field(10.0, ge=1.0, le=32.0, description="Distilled guidance scale.", examples=[10.0])
     rs: FiniteFloat = Field(0.0, ge=0.0, le=1.0, examples=[0.0],
-                      description="CFG re-scale (FramePack's `rs`). Recorded, but diffusers' FramePack pipeline "
-                                  "has no re-scale: it has no effect yet.")
+                      description="CFG re-scale (FramePack's `rs`). Recorded, but the section loop "
+                                  "does not re-scale yet: it has no effect.")
     gpu_memory_preservation: FiniteFloat = Field(6.0, ge=0, le=128,
                                            description="GB left free on the GPU in the group memory mode: "
                                                        "fewer transformer blocks stay resident as it grows.",
