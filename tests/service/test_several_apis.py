@@ -28,8 +28,8 @@ from framepack_api.jobs.tables import job_events, jobs, workers
 from support.models import link_tiny_model
 from support.server import Server
 
-# One section of 8 steps at 64 px: short, with steps enough to kill a worker in the first half.
-FIELDS = {"video_length": 0.3, "latent_window_size": 2, "steps": 8, "resolution": 64, "prompt": "a test"}
+# One section of 20 steps at 64 px: short, with steps enough to kill a worker in the first half.
+FIELDS = {"video_length": 0.3, "latent_window_size": 2, "steps": 20, "resolution": 64, "prompt": "a test"}
 # A lease long enough that a starved heartbeat on a loaded machine does not requeue a live job.
 LEASE = {"FRAMEPACK_API_LEASE_SECONDS": "15", "FRAMEPACK_API_HEARTBEAT_SECONDS": "1"}
 
@@ -38,7 +38,7 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := check()):
         assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.2)
+        time.sleep(0.05)
     return value
 
 
@@ -101,7 +101,7 @@ def test_two_apis_three_workers_kill_one_of_each_every_job_completes_once(tmp_pa
                                          .where(jobs.c.status == "processing", jobs.c.progress > 0,
                                                 jobs.c.progress < 50)).all())
 
-        victim_job, _, victim_pid = wait_for(running, 120, "a job in its first half")[0]
+        victim_job, _, victim_pid = wait_for(running, 300, "a job in its first half")[0]
         assert api_a.proc is not None
         os.kill(api_a.proc.pid, signal.SIGKILL)
         os.kill(victim_pid, signal.SIGKILL)
@@ -148,6 +148,8 @@ def test_two_apis_three_workers_kill_one_of_each_every_job_completes_once(tmp_pa
         for job_id, row in rows.items():
             assert row.status == "completed" and row.worker_id is not None
             stored = data / "files" / row.result["video"]
+            # On disk too, one result: the completing attempt's own directory, nothing of the other.
+            assert [d.name for d in (data / "files" / "outputs" / job_id).iterdir()] == [str(row.attempt)]
             body = client.get(f"/result/{job_id}")
             assert body.status_code == 200 and body.headers["content-type"] == "video/mp4"
             assert body.content == stored.read_bytes() and body.content[4:8] == b"ftyp"
