@@ -230,12 +230,12 @@ def plan_workers(workers: int | Literal["auto"], gpus: Sequence[str],
     """
     if workers == 0:
         return []
-    if not gpus and workers != "auto":
+    if not gpus and isinstance(workers, int):
         return [WorkerSlot(None) for _ in range(workers)]
     chosen = choose_gpus(gpus, visible) if gpus else list(visible)
     if not chosen:
-        return [WorkerSlot(None) for _ in range(1 if workers == "auto" else workers)]
-    count = len(chosen) if workers == "auto" else workers
+        return [WorkerSlot(None) for _ in range(workers if isinstance(workers, int) else 1)]
+    count = workers if isinstance(workers, int) else len(chosen)
     return [WorkerSlot(chosen[i % len(chosen)]) for i in range(count)]
 
 
