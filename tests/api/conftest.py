@@ -28,7 +28,7 @@ def make_client(tmp_path: Path) -> Callable[..., TestClient]:
     """An in-process app with no worker (jobs stay pending), with settings overridden."""
 
     def make(**overrides: object) -> TestClient:
-        settings = Settings(**{"model": "tiny", "data_dir": tmp_path, "_env_file": None, **overrides})
+        settings = Settings(**{"model": "tiny", "data_dir": tmp_path, "_env_file": None, **overrides})  # type: ignore[arg-type]
         return TestClient(create_app(settings))
 
     return make
