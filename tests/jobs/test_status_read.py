@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from framepack_api.jobs.eta import Pace
 from framepack_api.jobs.status_read import StatusReader, read_status
-from framepack_api.jobs.store import JobStore, NewJob
+from framepack_api.jobs.store import Job, JobStore, NewJob
 from framepack_api.jobs.tables import jobs
 from framepack_api.params import JobType
 
@@ -119,8 +119,12 @@ def test_the_pace_is_relearned_only_when_a_newer_job_completed(engine: sa.Engine
     pending, _ = store.submit(NewJob(JobType.video, PARAMS, {}))
     learned: list[int] = []
     real_learn = Pace.learn
-    monkeypatch.setattr(Pace, "learn", classmethod(lambda cls, finished: learned.append(len(finished))
-                                                   or real_learn(finished)))
+
+    def counting_learn(cls: type[Pace], finished: list[Job]) -> Pace:
+        learned.append(len(finished))
+        return real_learn(finished)
+
+    monkeypatch.setattr(Pace, "learn", classmethod(counting_learn))
     eta = read_status(store, pending.id, None, live_within=60.0, reader=reader).eta_seconds
     again = read_status(store, pending.id, None, live_within=60.0, reader=reader).eta_seconds
     assert eta == again == 4.0  # nothing ahead, no worker counted as 1: its own 2 steps x 2 s
