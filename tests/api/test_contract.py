@@ -49,6 +49,8 @@ def test_every_error_response_is_declared_with_its_body(api: TestClient) -> None
             assert ref == "ValidationErrorBody", (method, path, code)
         elif code == "409":
             assert ref == "ConflictBody"
+        elif (method, path, code) == ("GET", "/ready", "503"):
+            assert ref == "Readiness"  # the probe's own body, with its reasons
         elif (method, path, code) != ("GET", "/health", "503"):
             assert ref == "ErrorBody", (method, path, code)
     for path in SUBMITS:
@@ -103,7 +105,7 @@ def test_with_auth_the_spec_declares_what_auth_accepts(make_client: Callable[...
         alternatives: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKeyHeader": []}, {"basicAuth": []}]
         for path, operations in spec["paths"].items():
             for operation in operations.values():
-                if path == "/health":  # open, shows more with credentials
+                if path in ("/health", "/ready"):  # probes are open; /health shows more with credentials
                     assert operation["security"] == [{}, *alternatives] and "401" not in operation["responses"]
                 else:
                     assert operation["security"] == alternatives, path
