@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 MAX_BACKLOG = 2000  # events held for one slow stream before it reads its gap from the database itself
+# An id missing below a newer event is usually a transaction that took its id and has not committed
+# yet (PostgreSQL hands out ids at insert, commits in any order). The reader waits this long for it
+# before it treats the id as rolled back, so that no stream misses it or gets it out of order.
+GAP_WAIT_SECONDS = 3.0
+GAP_RECHECK_SECONDS = 0.05
 
 
 @dataclass(eq=False)
@@ -102,6 +108,7 @@ class EventHub:
         self.task: asyncio.Task[None] | None = None
         self.woken = asyncio.Event()
         self.start_lock = asyncio.Lock()
+        self.gap_since: float | None = None  # when the reader first stopped at the missing id after its cursor
 
     def wake(self) -> None:
         """From the event loop's thread (the listener uses call_soon_threadsafe)."""
@@ -136,6 +143,8 @@ class EventHub:
             except Exception:  # the database may be briefly away; streams wait, the next tick retries
                 log.exception("event reader round failed")
             interval = self.fallback_seconds if self.push_live() else self.poll_seconds
+            if self.gap_since is not None:  # look again soon: the missing event commits any moment
+                interval = GAP_RECHECK_SECONDS
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.woken.wait(), interval)
 
@@ -144,9 +153,18 @@ class EventHub:
             rows = await run_in_threadpool(read_events_with_owner, self.engine, after_id=self.cursor, limit=BATCH)
             self.reads += 1
             for event, owner in rows:
+                if self.cursor and event.id != self.cursor + 1 and not self._gap_given_up():
+                    return  # hand nothing past the gap yet: streams get events in id order, none skipped
+                self.gap_since = None
                 self.cursor = event.id
                 for sub in self.subscriptions:
                     if event.id > sub.history_until and sub.wants(event, owner):
                         sub.hand(event)
             if len(rows) < BATCH:
                 return
+
+    def _gap_given_up(self) -> bool:
+        now = time.monotonic()
+        if self.gap_since is None:
+            self.gap_since = now
+        return now - self.gap_since >= GAP_WAIT_SECONDS
