@@ -64,3 +64,37 @@ def test_streams_get_their_own_events_their_history_and_survive_a_backlog_overfl
         await hub.stop()
 
     asyncio.run(scenario())
+
+
+def test_an_event_committed_after_a_newer_one_is_neither_skipped_nor_handed_out_of_order(engine: sa.Engine) -> None:
+    """PostgreSQL gives event ids at insert and transactions commit in any order: the reader must
+    wait at the missing id instead of moving its cursor past it."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: its ids commit in order")
+    from framepack_api.jobs.tables import job_events
+
+    def insert(conn: sa.Connection, kind: str) -> int:
+        row = {"job_id": "j", "kind": kind, "data": {}, "created_at": 0.0}
+        return int(conn.execute(sa.insert(job_events).values(row).returning(job_events.c.id)).scalar_one())
+
+    async def scenario() -> None:
+        hub = EventHub(engine, poll_seconds=0.05, fallback_seconds=0.05)
+        with engine.begin() as conn:
+            first = insert(conn, "status")  # the reader and the stream start after this one
+        async with hub.subscribe(first, None, None) as everything:
+            slow = engine.connect()
+            slow_tx = slow.begin()
+            try:
+                late = insert(slow, "progress")  # its id is taken; it commits last
+                with engine.begin() as conn:
+                    newer = insert(conn, "completed")
+                assert newer == late + 1
+                hub.wake()
+                assert await everything.next(timeout=0.5) == []  # nothing past the uncommitted id yet
+            finally:
+                slow_tx.commit()
+                slow.close()
+            assert await drain(everything, hub, newer) == [late, newer]
+        await hub.stop()
+
+    asyncio.run(scenario())
