@@ -110,8 +110,9 @@ class AsyncClient:
     # --- submits ------------------------------------------------------------------------------------
 
     async def submit_video(self, image: ImageSource, *, end_image: ImageSource | None = None,
+                           keyframes: list[ImageSource] | None = None,
                            idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
-        return await self._submit("/generate", idempotency_key, **video_request(image, end_image, params))
+        return await self._submit("/generate", idempotency_key, **video_request(image, end_image, params, keyframes))
 
     async def submit_image(self, *, input_image: ImageSource | None = None, idempotency_key: str | None = None,
                            **params: Any) -> dict[str, Any]:
