@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("gradio")
 
 import gradio as gr
+
 from framepack_api.client import Client
 from framepack_api.ui.app import _form_values, build_ui
 from framepack_api.ui.context import UIContext
