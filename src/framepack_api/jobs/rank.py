@@ -1,0 +1,201 @@
+"""Queue positions in O(sqrt n): pending counts per block of the claim order, kept by triggers.
+
+The claim order is the key ``(claim_key, created_at, id)`` (jobs/scheduling.py), fixed at submit.
+``queue_buckets`` cuts that order into blocks: a block starts at its ``lo`` key (the first block at
+a sentinel below every key) and runs to the next block's ``lo``; its ``pending`` is the number of
+pending jobs whose key falls in it. Then
+
+    jobs ahead of K = sum(pending of the blocks before K's block)
+                      + pending jobs from K's block's lo up to K (an index range on ix_jobs_claim_key)
+
+Blocks are cut by the data, not by the key's value: a block that passes 2×size pending jobs is split
+at its size-th job, and one that falls under size/2 is merged into the block before it. So whatever
+the keys look like (a burst of submits in one second, aging 0 where the key is just the priority),
+a 100k queue has ~100k/size blocks and the range inside one block is at most ~2.5×size rows:
+about 2·sqrt(n) entries read for size ≈ sqrt(n) (size 256: ~400 + ≤640 at 100k, against 100k).
+
+Triggers on ``jobs`` keep the counts in the transaction of every change, on every code path
+(submit, claim, cancel, release, reaper, retries, delete, retention, a hand-written UPDATE):
+
+- SQLite runs row triggers at once, row by row, and one writer at a time: a split counts the rows
+  right after the change that made the block too big.
+- PostgreSQL runs AFTER ROW triggers at the end of the statement, so a multi-row UPDATE has changed
+  rows whose counts are not yet applied when the first trigger runs; splitting then would count
+  them twice. The row trigger therefore only moves counts; splits and merges run in a deferred
+  constraint trigger at commit, when rows and counts agree. Changes to the pending set are
+  serialised by a transaction advisory lock per schema, taken by the row trigger and held to
+  commit: blocks move under it, and a concurrent writer never counts into a block that is being cut.
+
+Correctness never depends on block sizes (only the speed does): a position is right even inside a
+transaction that has made a block too big and not yet committed.
+
+Alembic's SQLite batch mode recreates a table to alter it and so drops its triggers: a later
+migration that batch-alters ``jobs`` must call ``install`` again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from framepack_api.jobs.tables import jobs, queue_buckets
+
+SIZE = 256  # a block is split above 2×SIZE pending jobs and merged below SIZE/2
+_LOCK_CLASS = 7734009  # pg_advisory_xact_lock(class, hashtext(schema)); 7734001 is the migration lock
+_COLS = "lo_key, lo_created, lo_id"
+_ORDER_DESC = "lo_key DESC, lo_created DESC, lo_id DESC"
+_PENDING = "'pending'"
+
+
+def _block_of(row: str) -> str:
+    """The lo of the block holding ``row``'s key (row is NEW or OLD in a trigger): a row value."""
+    return (f"(SELECT {_COLS} FROM queue_buckets WHERE ({_COLS}) <= ({row}.claim_key, {row}.created_at, {row}.id)"
+            f" ORDER BY {_ORDER_DESC} LIMIT 1)")
+
+
+def _sqlite_ddl(size: int) -> list[str]:
+    def bump(row: str, delta: str, when: str = "") -> str:
+        return f"UPDATE queue_buckets SET pending = pending {delta} WHERE {when}({_COLS}) = {_block_of(row)};"
+
+    keys_changed = ("OLD.status IS NOT NEW.status OR OLD.claim_key IS NOT NEW.claim_key "
+                    "OR OLD.created_at IS NOT NEW.created_at OR OLD.id IS NOT NEW.id")
+    return [
+        f"CREATE TRIGGER jobs_rank_insert AFTER INSERT ON jobs WHEN NEW.status = {_PENDING} "
+        f"BEGIN {bump('NEW', '+ 1')} END",
+        f"CREATE TRIGGER jobs_rank_delete AFTER DELETE ON jobs WHEN OLD.status = {_PENDING} "
+        f"BEGIN {bump('OLD', '- 1')} END",
+        f"CREATE TRIGGER jobs_rank_update AFTER UPDATE OF status, claim_key, created_at, id ON jobs "
+        f"WHEN (OLD.status = {_PENDING} OR NEW.status = {_PENDING}) AND ({keys_changed}) BEGIN "
+        f"{bump('OLD', '- 1', f'OLD.status = {_PENDING} AND ')} "
+        f"{bump('NEW', '+ 1', f'NEW.status = {_PENDING} AND ')} END",
+        # Split: the size-th pending job of the block starts a new block holding the rest.
+        f"CREATE TRIGGER queue_buckets_split AFTER UPDATE OF pending ON queue_buckets "
+        f"WHEN NEW.pending > {2 * size} BEGIN "
+        f"INSERT INTO queue_buckets ({_COLS}, pending) SELECT claim_key, created_at, id, NEW.pending - {size} "
+        f"FROM jobs WHERE status = {_PENDING} AND (claim_key, created_at, id) >= (NEW.lo_key, NEW.lo_created, "
+        f"NEW.lo_id) ORDER BY claim_key, created_at, id LIMIT 1 OFFSET {size}; "
+        f"UPDATE queue_buckets SET pending = {size} WHERE ({_COLS}) = (NEW.lo_key, NEW.lo_created, NEW.lo_id); END",
+        # Merge: delete first, so that a split of the block before (its count may pass 2×size) can
+        # never cut at this block's lo while it still exists.
+        f"CREATE TRIGGER queue_buckets_merge AFTER UPDATE OF pending ON queue_buckets "
+        f"WHEN NEW.pending < {size // 2} AND NEW.lo_key > -1e999 BEGIN "
+        f"DELETE FROM queue_buckets WHERE ({_COLS}) = (NEW.lo_key, NEW.lo_created, NEW.lo_id); "
+        f"UPDATE queue_buckets SET pending = pending + NEW.pending WHERE ({_COLS}) = (SELECT {_COLS} FROM "
+        f"queue_buckets WHERE ({_COLS}) < (NEW.lo_key, NEW.lo_created, NEW.lo_id) ORDER BY {_ORDER_DESC} "
+        f"LIMIT 1); END",
+    ]
+
+
+def _pg_ddl(size: int) -> list[str]:
+    lock = f"PERFORM pg_advisory_xact_lock({_LOCK_CLASS}, hashtext(TG_TABLE_SCHEMA));"
+    move = f"""CREATE FUNCTION jobs_rank() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  {lock}
+  IF TG_OP <> 'INSERT' AND OLD.status = {_PENDING} THEN
+    UPDATE queue_buckets SET pending = pending - 1 WHERE ({_COLS}) = {_block_of('OLD')};
+  END IF;
+  IF TG_OP <> 'DELETE' AND NEW.status = {_PENDING} THEN
+    UPDATE queue_buckets SET pending = pending + 1 WHERE ({_COLS}) = {_block_of('NEW')};
+  END IF;
+  RETURN NULL;
+END $$"""
+    rebalance = f"""CREATE FUNCTION queue_buckets_rebalance() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  b record;
+  m record;
+  n integer;
+BEGIN
+  {lock}
+  SELECT {_COLS}, pending INTO b FROM queue_buckets
+   WHERE (lo_key, lo_created, lo_id) = (NEW.lo_key, NEW.lo_created, NEW.lo_id);
+  IF NOT FOUND THEN RETURN NULL; END IF;  -- merged away by an earlier event of this commit
+  n := b.pending;
+  WHILE n > {2 * size} LOOP
+    SELECT claim_key, created_at, id INTO m FROM jobs
+     WHERE status = {_PENDING} AND (claim_key, created_at, id) >= (b.lo_key, b.lo_created, b.lo_id)
+     ORDER BY claim_key, created_at, id LIMIT 1 OFFSET {size};
+    UPDATE queue_buckets SET pending = {size} WHERE ({_COLS}) = (b.lo_key, b.lo_created, b.lo_id);
+    INSERT INTO queue_buckets ({_COLS}, pending) VALUES (m.claim_key, m.created_at, m.id, n - {size});
+    SELECT m.claim_key AS lo_key, m.created_at AS lo_created, m.id AS lo_id INTO b;
+    n := n - {size};
+  END LOOP;
+  IF n < {size // 2} AND b.lo_key > '-Infinity'::float8 THEN
+    DELETE FROM queue_buckets WHERE ({_COLS}) = (b.lo_key, b.lo_created, b.lo_id);
+    UPDATE queue_buckets SET pending = pending + n WHERE ({_COLS}) = (SELECT {_COLS} FROM queue_buckets
+     WHERE ({_COLS}) < (b.lo_key, b.lo_created, b.lo_id) ORDER BY {_ORDER_DESC} LIMIT 1);
+  END IF;
+  RETURN NULL;
+END $$"""
+    keys_changed = ("OLD.status IS DISTINCT FROM NEW.status OR OLD.claim_key IS DISTINCT FROM NEW.claim_key "
+                    "OR OLD.created_at IS DISTINCT FROM NEW.created_at OR OLD.id IS DISTINCT FROM NEW.id")
+    return [
+        move,
+        rebalance,
+        f"CREATE TRIGGER jobs_rank_insert AFTER INSERT ON jobs FOR EACH ROW WHEN (NEW.status = {_PENDING}) "
+        "EXECUTE FUNCTION jobs_rank()",
+        f"CREATE TRIGGER jobs_rank_delete AFTER DELETE ON jobs FOR EACH ROW WHEN (OLD.status = {_PENDING}) "
+        "EXECUTE FUNCTION jobs_rank()",
+        "CREATE TRIGGER jobs_rank_update AFTER UPDATE OF status, claim_key, created_at, id ON jobs FOR EACH ROW "
+        f"WHEN ((OLD.status = {_PENDING} OR NEW.status = {_PENDING}) AND ({keys_changed})) "
+        "EXECUTE FUNCTION jobs_rank()",
+        # Deferred to commit; fires again for the block before when a merge makes that one too big.
+        "CREATE CONSTRAINT TRIGGER queue_buckets_rebalance AFTER UPDATE ON queue_buckets "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+        f"WHEN (NEW.pending > {2 * size} OR (NEW.pending < {size // 2} AND NEW.lo_key > '-Infinity'::float8)) "
+        "EXECUTE FUNCTION queue_buckets_rebalance()",
+    ]
+
+
+_TRIGGERS = ("jobs_rank_insert", "jobs_rank_delete", "jobs_rank_update")
+
+
+def uninstall(conn: sa.Connection) -> None:
+    """Drop the triggers (and PostgreSQL's functions); the table stays."""
+    if conn.dialect.name == "postgresql":
+        for name in _TRIGGERS:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON jobs")
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS queue_buckets_rebalance ON queue_buckets")
+        conn.exec_driver_sql("DROP FUNCTION IF EXISTS jobs_rank()")
+        conn.exec_driver_sql("DROP FUNCTION IF EXISTS queue_buckets_rebalance()")
+        return
+    for name in (*_TRIGGERS, "queue_buckets_split", "queue_buckets_merge"):
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+
+
+def install(conn: sa.Connection, size: int = SIZE) -> None:
+    """(Re)create the triggers with blocks of ``size`` and recount every block from the rows.
+
+    On PostgreSQL, CREATE TRIGGER locks jobs against writes until this transaction commits, so no
+    change slips between the recount and the triggers."""
+    uninstall(conn)
+    for ddl in _pg_ddl(size) if conn.dialect.name == "postgresql" else _sqlite_ddl(size):
+        conn.exec_driver_sql(ddl)
+    conn.execute(queue_buckets.delete())
+    keys = conn.execute(sa.select(jobs.c.claim_key, jobs.c.created_at, jobs.c.id)
+                        .where(jobs.c.status == "pending").order_by(jobs.c.claim_key, jobs.c.created_at, jobs.c.id)
+                        ).all()
+    starts = [(float("-inf"), float("-inf"), "")] + [tuple(k) for k in keys[size::size]]
+    rows = [{"lo_key": s[0], "lo_created": s[1], "lo_id": s[2], "pending": min(size, len(keys) - i * size)}
+            for i, s in enumerate(starts)]
+    conn.execute(queue_buckets.insert(), rows)
+
+
+def ahead(key: tuple[Any, Any, Any]) -> Any:
+    """SQL expression: pending jobs before ``key`` = (claim_key, created_at, id) in claim order.
+
+    ``key`` may be columns of an outer ``jobs`` row (a correlated subquery) or plain values."""
+    target = sa.tuple_(*key)
+    # Two aliases: one table under both subqueries would be correlated away by SQLAlchemy.
+    mine, earlier = queue_buckets.alias("block"), queue_buckets.alias("earlier")
+    block = (sa.select(mine.c.lo_key, mine.c.lo_created, mine.c.lo_id)
+             .where(sa.tuple_(mine.c.lo_key, mine.c.lo_created, mine.c.lo_id) <= target)
+             .order_by(mine.c.lo_key.desc(), mine.c.lo_created.desc(), mine.c.lo_id.desc())
+             .limit(1).correlate_except(mine).scalar_subquery())  # the outer jobs row, two levels up
+    before = (sa.select(sa.func.coalesce(sa.func.sum(earlier.c.pending), 0))
+              .where(sa.tuple_(earlier.c.lo_key, earlier.c.lo_created, earlier.c.lo_id) < block).scalar_subquery())
+    other = jobs.alias("ahead")
+    order = sa.tuple_(other.c.claim_key, other.c.created_at, other.c.id)
+    inside = (sa.select(sa.func.count()).select_from(other)
+              .where(other.c.status == "pending", order >= block, order < target).scalar_subquery())
+    return before + inside
