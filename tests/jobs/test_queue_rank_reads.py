@@ -2,8 +2,9 @@
 
 Measured on the statement `GET /status` really runs (StatusReader's compiled SQL): on SQLite the
 virtual machine instructions it executes (a progress handler), against a plain count of the jobs
-ahead (the statement this replaced); on PostgreSQL the rows its plan nodes return from ``jobs``
-(EXPLAIN ANALYZE). Both grow with the number of jobs ahead for a count and must not here.
+ahead (the statement this replaced); on PostgreSQL the rows its plan nodes read from ``jobs``
+(EXPLAIN ANALYZE: returned or removed by a filter). Both grow with the jobs ahead for a count,
+and must not here.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def _sqlite_steps(engine: sa.Engine, sql: str, params: Any) -> int:
 
 
 def _pg_job_rows(engine: sa.Engine, sql: str, params: Any) -> int:
-    """Rows that the plan's nodes on ``jobs`` returned, over all their loops."""
+    """Rows that the plan's nodes on ``jobs`` read, over all their loops: those they returned and
+    those their filters dropped (an index scan bounded on one side only filters the other)."""
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
@@ -65,7 +67,9 @@ def _pg_job_rows(engine: sa.Engine, sql: str, params: Any) -> int:
     plan = json.loads(plan) if isinstance(plan, str) else plan
 
     def walk(node: dict[str, Any]) -> int:
-        own = node["Actual Rows"] * node["Actual Loops"] if node.get("Relation Name") == "jobs" else 0
+        dropped = node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Index Recheck", 0)
+        read = node["Actual Rows"] + dropped
+        own = read * node["Actual Loops"] if node.get("Relation Name") == "jobs" else 0
         return own + sum(walk(child) for child in node.get("Plans", []))
 
     return int(walk(plan[0]["Plan"]))

@@ -186,12 +186,16 @@ def ahead(key: tuple[Any, Any, Any]) -> Any:
 
     ``key`` may be columns of an outer ``jobs`` row (a correlated subquery) or plain values."""
     target = sa.tuple_(*key)
-    # Two aliases: one table under both subqueries would be correlated away by SQLAlchemy.
+    # The block's lo as three scalar subqueries, not one row subquery: PostgreSQL can bound an index
+    # scan by ROW(a, b, c) >= ROW($1, $2, $3) but only filters by ROW(a, b, c) >= (SELECT x, y, z),
+    # which would read every pending job before the block. Aliases: one table under both the block
+    # lookup and the sum would be correlated away by SQLAlchemy.
     mine, earlier = queue_buckets.alias("block"), queue_buckets.alias("earlier")
-    block = (sa.select(mine.c.lo_key, mine.c.lo_created, mine.c.lo_id)
-             .where(sa.tuple_(mine.c.lo_key, mine.c.lo_created, mine.c.lo_id) <= target)
-             .order_by(mine.c.lo_key.desc(), mine.c.lo_created.desc(), mine.c.lo_id.desc())
-             .limit(1).correlate_except(mine).scalar_subquery())  # the outer jobs row, two levels up
+    lookup = (sa.select(mine).where(sa.tuple_(mine.c.lo_key, mine.c.lo_created, mine.c.lo_id) <= target)
+              .order_by(mine.c.lo_key.desc(), mine.c.lo_created.desc(), mine.c.lo_id.desc())
+              .limit(1).correlate_except(mine))  # the outer jobs row, two levels up
+    block = sa.tuple_(*(lookup.with_only_columns(c).scalar_subquery()
+                        for c in (mine.c.lo_key, mine.c.lo_created, mine.c.lo_id)))
     before = (sa.select(sa.func.coalesce(sa.func.sum(earlier.c.pending), 0))
               .where(sa.tuple_(earlier.c.lo_key, earlier.c.lo_created, earlier.c.lo_id) < block).scalar_subquery())
     other = jobs.alias("ahead")
