@@ -21,10 +21,9 @@ Triggers on ``jobs`` keep the counts in the transaction of every change, on ever
   right after the change that made the block too big.
 - PostgreSQL runs AFTER ROW triggers at the end of the statement, so a multi-row UPDATE has changed
   rows whose counts are not yet applied when the first trigger runs; splitting then would count
-  them twice. The row trigger therefore only moves counts; splits and merges run in a deferred
-  constraint trigger at commit, when rows and counts agree. Changes to the pending set are
-  serialised by a transaction advisory lock per schema, taken by the row trigger and held to
-  commit: blocks move under it, and a concurrent writer never counts into a block that is being cut.
+  them twice. Its row triggers only move counts (spread over shard rows so that concurrent
+  submits do not queue on one row); splits and merges run at commit, when no other writer is in
+  flight (jobs/rank_pg.py).
 
 Correctness never depends on block sizes (only the speed does): a position is right even inside a
 transaction that has made a block too big and not yet committed.
@@ -39,10 +38,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from framepack_api.jobs import rank_pg
 from framepack_api.jobs.tables import jobs, queue_buckets
 
 SIZE = 256  # a block is split above 2×SIZE pending jobs and merged below SIZE/2
-_LOCK_CLASS = 7734009  # pg_advisory_xact_lock(class, hashtext(schema)); 7734001 is the migration lock
 _COLS = "lo_key, lo_created, lo_id"
 _ORDER_DESC = "lo_key DESC, lo_created DESC, lo_id DESC"
 _PENDING = "'pending'"
@@ -87,77 +86,14 @@ def _sqlite_ddl(size: int) -> list[str]:
     ]
 
 
-def _pg_ddl(size: int) -> list[str]:
-    lock = f"PERFORM pg_advisory_xact_lock({_LOCK_CLASS}, hashtext(TG_TABLE_SCHEMA));"
-    move = f"""CREATE FUNCTION jobs_rank() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  {lock}
-  IF TG_OP <> 'INSERT' AND OLD.status = {_PENDING} THEN
-    UPDATE queue_buckets SET pending = pending - 1 WHERE ({_COLS}) = {_block_of('OLD')};
-  END IF;
-  IF TG_OP <> 'DELETE' AND NEW.status = {_PENDING} THEN
-    UPDATE queue_buckets SET pending = pending + 1 WHERE ({_COLS}) = {_block_of('NEW')};
-  END IF;
-  RETURN NULL;
-END $$"""
-    rebalance = f"""CREATE FUNCTION queue_buckets_rebalance() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-  b record;
-  m record;
-  n integer;
-BEGIN
-  {lock}
-  SELECT {_COLS}, pending INTO b FROM queue_buckets
-   WHERE (lo_key, lo_created, lo_id) = (NEW.lo_key, NEW.lo_created, NEW.lo_id);
-  IF NOT FOUND THEN RETURN NULL; END IF;  -- merged away by an earlier event of this commit
-  n := b.pending;
-  WHILE n > {2 * size} LOOP
-    SELECT claim_key, created_at, id INTO m FROM jobs
-     WHERE status = {_PENDING} AND (claim_key, created_at, id) >= (b.lo_key, b.lo_created, b.lo_id)
-     ORDER BY claim_key, created_at, id LIMIT 1 OFFSET {size};
-    UPDATE queue_buckets SET pending = {size} WHERE ({_COLS}) = (b.lo_key, b.lo_created, b.lo_id);
-    INSERT INTO queue_buckets ({_COLS}, pending) VALUES (m.claim_key, m.created_at, m.id, n - {size});
-    SELECT m.claim_key AS lo_key, m.created_at AS lo_created, m.id AS lo_id INTO b;
-    n := n - {size};
-  END LOOP;
-  IF n < {size // 2} AND b.lo_key > '-Infinity'::float8 THEN
-    DELETE FROM queue_buckets WHERE ({_COLS}) = (b.lo_key, b.lo_created, b.lo_id);
-    UPDATE queue_buckets SET pending = pending + n WHERE ({_COLS}) = (SELECT {_COLS} FROM queue_buckets
-     WHERE ({_COLS}) < (b.lo_key, b.lo_created, b.lo_id) ORDER BY {_ORDER_DESC} LIMIT 1);
-  END IF;
-  RETURN NULL;
-END $$"""
-    keys_changed = ("OLD.status IS DISTINCT FROM NEW.status OR OLD.claim_key IS DISTINCT FROM NEW.claim_key "
-                    "OR OLD.created_at IS DISTINCT FROM NEW.created_at OR OLD.id IS DISTINCT FROM NEW.id")
-    return [
-        move,
-        rebalance,
-        f"CREATE TRIGGER jobs_rank_insert AFTER INSERT ON jobs FOR EACH ROW WHEN (NEW.status = {_PENDING}) "
-        "EXECUTE FUNCTION jobs_rank()",
-        f"CREATE TRIGGER jobs_rank_delete AFTER DELETE ON jobs FOR EACH ROW WHEN (OLD.status = {_PENDING}) "
-        "EXECUTE FUNCTION jobs_rank()",
-        "CREATE TRIGGER jobs_rank_update AFTER UPDATE OF status, claim_key, created_at, id ON jobs FOR EACH ROW "
-        f"WHEN ((OLD.status = {_PENDING} OR NEW.status = {_PENDING}) AND ({keys_changed})) "
-        "EXECUTE FUNCTION jobs_rank()",
-        # Deferred to commit; fires again for the block before when a merge makes that one too big.
-        "CREATE CONSTRAINT TRIGGER queue_buckets_rebalance AFTER UPDATE ON queue_buckets "
-        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-        f"WHEN (NEW.pending > {2 * size} OR (NEW.pending < {size // 2} AND NEW.lo_key > '-Infinity'::float8)) "
-        "EXECUTE FUNCTION queue_buckets_rebalance()",
-    ]
-
-
 _TRIGGERS = ("jobs_rank_insert", "jobs_rank_delete", "jobs_rank_update")
 
 
 def uninstall(conn: sa.Connection) -> None:
     """Drop the triggers (and PostgreSQL's functions); the table stays."""
     if conn.dialect.name == "postgresql":
-        for name in _TRIGGERS:
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON jobs")
-        conn.exec_driver_sql("DROP TRIGGER IF EXISTS queue_buckets_rebalance ON queue_buckets")
-        conn.exec_driver_sql("DROP FUNCTION IF EXISTS jobs_rank()")
-        conn.exec_driver_sql("DROP FUNCTION IF EXISTS queue_buckets_rebalance()")
+        for ddl in rank_pg.DROP:
+            conn.exec_driver_sql(ddl)
         return
     for name in (*_TRIGGERS, "queue_buckets_split", "queue_buckets_merge"):
         conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
@@ -169,16 +105,31 @@ def install(conn: sa.Connection, size: int = SIZE) -> None:
     On PostgreSQL, CREATE TRIGGER locks jobs against writes until this transaction commits, so no
     change slips between the recount and the triggers."""
     uninstall(conn)
-    for ddl in _pg_ddl(size) if conn.dialect.name == "postgresql" else _sqlite_ddl(size):
+    for ddl in rank_pg.ddl(size) if conn.dialect.name == "postgresql" else _sqlite_ddl(size):
         conn.exec_driver_sql(ddl)
     conn.execute(queue_buckets.delete())
     keys = conn.execute(sa.select(jobs.c.claim_key, jobs.c.created_at, jobs.c.id)
                         .where(jobs.c.status == "pending").order_by(jobs.c.claim_key, jobs.c.created_at, jobs.c.id)
                         ).all()
     starts = [(float("-inf"), float("-inf"), "")] + [tuple(k) for k in keys[size::size]]
-    rows = [{"lo_key": s[0], "lo_created": s[1], "lo_id": s[2], "pending": min(size, len(keys) - i * size)}
+    rows = [{"lo_key": s[0], "lo_created": s[1], "lo_id": s[2], "shard": 0, "pending": min(size, len(keys) - i * size)}
             for i, s in enumerate(starts)]
     conn.execute(queue_buckets.insert(), rows)
+
+
+def rebalance(conn: sa.Connection, size: int = SIZE) -> int:
+    """PostgreSQL: split and merge every block out of bounds now (it waits for the writers in flight,
+    and holds new ones back meanwhile); returns how many it fixed. SQLite keeps them in bounds always.
+
+    Cheap when nothing is to do: a look at the block totals without the lock first."""
+    if conn.dialect.name != "postgresql":
+        return 0
+    due = conn.exec_driver_sql(
+        f"SELECT 1 FROM queue_buckets GROUP BY {_COLS} HAVING {rank_pg.out_of_bounds(size)} LIMIT 1").first()
+    if due is None:
+        return 0
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({rank_pg.LOCK_CLASS}, hashtext(current_schema()))")
+    return int(conn.exec_driver_sql("SELECT queue_rank_rebalance()").scalar_one())
 
 
 def ahead(key: tuple[Any, Any, Any]) -> Any:

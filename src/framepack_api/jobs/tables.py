@@ -159,6 +159,8 @@ queue_buckets = sa.Table(
     sa.Column("lo_key", sa.Float, primary_key=True),
     sa.Column("lo_created", sa.Float, primary_key=True),
     sa.Column("lo_id", sa.String(36), primary_key=True),
+    # PostgreSQL: a block's count is the sum of its shard rows (jobs/rank_pg.py); SQLite: always 0.
+    sa.Column("shard", sa.Integer, primary_key=True, server_default="0"),
     sa.Column("pending", sa.Integer, nullable=False),
     sqlite_with_rowid=False,
 )
