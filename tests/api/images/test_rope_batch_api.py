@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -59,6 +60,17 @@ def test_rope_batch_is_stored_and_listed_per_index(client: TestClient) -> None:
     assert progress["total"] == 3 and progress["passes"] == 1
     assert [(i["index"], i["target_index"], i["status"]) for i in progress["items"]] == [
         (0, 2, "pending"), (1, 5, "pending"), (2, 8, "pending")]
+
+
+def test_rope_batch_size_counts_against_the_memory_budget(make_client: Callable[..., TestClient]) -> None:
+    # 64×64 on the real model's sizes: one image (6 MB) fits 0.01 GB, two sampled together do not.
+    body = {**SMALL, "rope_batch": {"start": 1, "count": 4}}
+    with make_client(job_memory_budget_gb=0.01, model="framepack") as api:
+        refused = api.post("/api/generate-image", json={**body, "rope_batch_size": 2})
+        assert refused.status_code == 422, refused.text
+        [detail] = refused.json()["detail"]
+        assert detail["loc"] == ["body", "rope_batch_size"] and "2 image(s) of 64×64" in detail["msg"]
+        assert api.post("/api/generate-image", json={**body, "rope_batch_size": 1}).status_code == 200
 
 
 def png_pixels(data: bytes) -> np.ndarray:

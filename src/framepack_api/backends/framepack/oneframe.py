@@ -165,8 +165,9 @@ def one_frame_shift(model: LoadedModel, latent_height: int, latent_width: int, f
 
     FramePack's resolution-dependent ``mu`` (its ``calculate_flux_mu``, which musubi-tuner's one-frame
     inference uses unchanged; the section loop's ``sigma_shift_mu``) is exponentiated into a static shift:
-    the token count is frames × h × w / 4 (2×2 patches); at 1216×704 pixels (152×88 latents, 3344 tokens)
-    this is exp(1.0227) ≈ 2.78.
+    mu grows linearly from 0.5 at 256 tokens to 1.15 at 4096 tokens, capped at log 7 (the scheduler config's
+    base/max figures, which are FramePack's own). The token count is frames × h × w / 4 (2×2 patches); at
+    1216×704 pixels (152×88 latents, 3344 tokens) this is exp(1.0227) ≈ 2.78.
     """
     shape = torch.empty(1, 1, frames, latent_height, latent_width, device="meta")
     return math.exp(sigma_shift_mu(model.pipe, shape))
