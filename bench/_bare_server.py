@@ -42,8 +42,8 @@ def main() -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     args = p.parse_args()
-    _logging()
     settings = Settings(host=args.host, port=args.port, _env_file=None)  # type: ignore[call-arg]
+    _logging(settings)
     uvicorn.Server(uvicorn_config(create_bare_app(), settings)).run()
 
 

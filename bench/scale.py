@@ -160,7 +160,8 @@ def _statements_alone(engine: sa.Engine, store: JobStore, job_id: str, depth: in
 
             def run(sql: str = str(compiled)) -> None:
                 cursor.execute(sql)
-                assert cursor.fetchone()[0] == depth
+                row = cursor.fetchone()
+                assert row is not None and row[0] == depth
                 raw.rollback()  # no snapshot kept between repeats (PostgreSQL)
 
             figures.append(timed(run, repeats))
