@@ -8,6 +8,7 @@ import gradio as gr
 
 from framepack_api.params import VideoParams
 from framepack_api.ui.context import UIContext
+from framepack_api.ui.extend import EXTENSION_FIELDS, build_extension_inputs, is_extension, submit_extension
 from framepack_api.ui.forms import Form
 from framepack_api.ui.params import parse_lora_scales
 from framepack_api.ui.submit import lora_picker, refused, submit
@@ -26,6 +27,7 @@ def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdo
                                                    sources=["upload", "clipboard"], height=320,
                                                    elem_id="vid-end_image"))
             form.textbox("prompt", "Prompt", lines=3, placeholder="The girl dances gracefully, with clear movements.")
+            build_extension_inputs(form)
             button = gr.Button("Add to queue", variant="primary", elem_id="vid-submit")
             form.footer()
         with gr.Column():
@@ -53,8 +55,11 @@ def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdo
     def on_submit(*args: Any) -> list[Any]:
         values = form.values(args)
         image, end_image = values.pop("image"), values.pop("end_image")
+        extending = is_extension(values)
         errors: dict[str, str] = {}
-        if not image:
+        if extending and (image or end_image):
+            errors["image" if image else "end_image"] = "Extending a video starts from its frames: remove the image."
+        if not image and not extending:
             errors["image"] = "Upload a start image."
         try:
             values["lora_paths"], values["lora_scales"] = parse_lora_scales(values["lora_paths"],
@@ -65,6 +70,10 @@ def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdo
             return refused(form, errors)
         if not values["lora_paths"]:
             del values["lora_paths"], values["lora_scales"]
+        if extending:
+            return submit_extension(ctx, form, values)
+        for name in EXTENSION_FIELDS:
+            values.pop(name)
         params = {k: v for k, v in values.items() if v is not None and v != ""}
         return submit(ctx, form, "POST /generate",
                       lambda: ctx.api.submit_video(image, end_image=end_image or None, **params))
