@@ -111,8 +111,9 @@ class AsyncClient:
     # --- submits ------------------------------------------------------------------------------------
 
     async def submit_video(self, image: ImageSource, *, end_image: ImageSource | None = None,
+                           keyframes: list[ImageSource] | None = None,
                            idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
-        return await self._submit("/generate", idempotency_key, **video_request(image, end_image, params))
+        return await self._submit("/generate", idempotency_key, **video_request(image, end_image, params, keyframes))
 
     async def extend_video(self, video: ImageSource | None = None, *, extend_job_id: str | None = None,
                            idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:

@@ -125,8 +125,9 @@ class Client:
     # --- submits ------------------------------------------------------------------------------------
 
     def submit_video(self, image: ImageSource, *, end_image: ImageSource | None = None,
+                     keyframes: list[ImageSource] | None = None,
                      idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
-        return self._submit("/generate", idempotency_key, **video_request(image, end_image, params))
+        return self._submit("/generate", idempotency_key, **video_request(image, end_image, params, keyframes))
 
     def extend_video(self, video: ImageSource | None = None, *, extend_job_id: str | None = None,
                      idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:

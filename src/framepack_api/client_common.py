@@ -88,18 +88,25 @@ def error_from(response: httpx.Response) -> APIError:
     return APIError(response.status_code, detail)
 
 
-def video_request(image: ImageSource, end_image: ImageSource | None, params: dict[str, Any]) -> dict[str, Any]:
-    """httpx keyword arguments of a ``POST /generate``: multipart, or JSON when a value is a list."""
+def video_request(image: ImageSource, end_image: ImageSource | None, params: dict[str, Any],
+                  keyframes: list[ImageSource] | None = None) -> dict[str, Any]:
+    """httpx keyword arguments of a ``POST /generate``: multipart, or JSON when a value is a list.
+    ``keyframes``: the images of ``params["keyframe_times"]``, in the same order."""
+    keyframes = list(keyframes or [])
     if any(isinstance(v, (list, tuple, dict)) for v in params.values()):
         # Form fields carry only strings, so lists (lora_paths, lora_scales) go as JSON + base64 images.
         body = {k: v for k, v in params.items() if v is not None}
         body["image"] = b64(image)
         if end_image is not None:
             body["end_image"] = b64(end_image)
+        if keyframes:
+            body["keyframe_images"] = [b64(k) for k in keyframes]
         return {"json": body}
-    files = {"image": ("image", read(image), "application/octet-stream")}
+    files = [("image", ("image", read(image), "application/octet-stream"))]
     if end_image is not None:
-        files["end_image"] = ("end_image", read(end_image), "application/octet-stream")
+        files.append(("end_image", ("end_image", read(end_image), "application/octet-stream")))
+    files += [("keyframe_images", (f"keyframe_{i}", read(k), "application/octet-stream"))
+              for i, k in enumerate(keyframes)]
     data = {k: form_value(v) for k, v in params.items() if v is not None}
     return {"data": data, "files": files}
 

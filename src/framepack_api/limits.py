@@ -20,8 +20,9 @@ from framepack_api.settings import Settings
 
 
 def apply_server_limits(settings: Settings, params: VideoParams, *, default_resolution: int,
-                        end_image_field: str = "end_image") -> VideoParams:
-    """Fill the default resolution, then refuse what this server will not make."""
+                        end_image_field: str = "end_image", keyframe_images: int = 0) -> VideoParams:
+    """Fill the default resolution, then refuse what this server will not make.
+    ``keyframe_images``: the keyframe images sent (only POST /generate takes them), one per time."""
     if params.resolution is None:
         params = params.model_copy(update={"resolution": default_resolution})
     if params.resolution is not None and params.resolution > settings.max_resolution:
@@ -38,6 +39,11 @@ def apply_server_limits(settings: Settings, params: VideoParams, *, default_reso
     if params.has_end_image and params.sampling_mode == "forward":
         raise InvalidInput(end_image_field, "an end image needs sampling_mode 'reverse'; "
                                             "forward (F1) sampling cannot take one")
+    if keyframe_images != len(params.keyframe_times):
+        field = "keyframe_images" if keyframe_images else "keyframe_times"
+        raise InvalidInput(field, f"{keyframe_images} keyframe image(s) for {len(params.keyframe_times)} "
+                                  "keyframe_times: send one image per time, in the same order "
+                                  "(keyframes are taken by POST /generate only)")
     return params
 
 

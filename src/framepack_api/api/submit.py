@@ -22,13 +22,15 @@ from framepack_api.errors import InvalidInput
 from framepack_api.jobs.store import Job, NewJob
 from framepack_api.limits import apply_server_limits, check_admission
 from framepack_api.params import JobType, VideoParams
+from framepack_api.params.keyframes import keyframe_upload_field
 
 PRIORITY_RANGE = (-100, 100)
 
 
 def validate_video_params(state: AppState, fields: dict[str, Any], *, has_end_image: bool,
-                          has_input_video: bool = False) -> VideoParams:
-    """Parse FramePack parameters; fill the server's default resolution; enforce server limits."""
+                          has_input_video: bool = False, keyframe_images: int = 0) -> VideoParams:
+    """Parse FramePack parameters; fill the server's default resolution; enforce server limits.
+    ``keyframe_images``: how many keyframe images came with the request (one per keyframe time)."""
     fields = {k: v for k, v in fields.items() if v is not None and v != ""}
     try:
         params = VideoParams.model_validate({**fields, "has_end_image": has_end_image,
@@ -38,7 +40,8 @@ def validate_video_params(state: AppState, fields: dict[str, Any], *, has_end_im
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         ) from None
     settings = state.settings
-    params = apply_server_limits(settings, params, default_resolution=state.default_resolution)
+    params = apply_server_limits(settings, params, default_resolution=state.default_resolution,
+                                 keyframe_images=keyframe_images)
     check_loras(settings, params.lora_paths)  # a LoRA name outside LORA_DIR is refused here, not in the worker
     return params
 
@@ -62,7 +65,7 @@ def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes],
                  idempotency_key: str | None = None, webhook_url: str | None = None,
                  webhook_events: list[str] | None = None, owner: str = "",
                  video: bytes | None = None) -> tuple[Job, bool]:
-    """images: raw upload bytes by field name ("image", optional "end_image"), size-checked.
+    """images: raw upload bytes by input name ("image", optional "end_image", "keyframe_0"...), size-checked.
     video: an extension job's input MP4, already checked (api/video_input.py); stored as is.
     owner: the calling credential's key id (auth.Caller.owner)."""
     store, storage = state.store, state.storage
@@ -73,7 +76,8 @@ def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes],
             return existing, False
     check_admission(store, state.settings, owner)
     # Decode every image before writing any, so that a bad end_image leaves no orphan image.
-    pngs = {name: normalise_image(name, data, state.settings.max_image_pixels) for name, data in images.items()}
+    pngs = {name: normalise_image(keyframe_upload_field(name), data, state.settings.max_image_pixels)
+            for name, data in images.items()}
     require_space(storage.root, state.settings.min_free_disk_mb)
     job_id = str(uuid.uuid4())
     try:

@@ -12,6 +12,7 @@ from framepack_api.errors import FilesExpired
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job
 from framepack_api.params import JobType, total_sections
+from framepack_api.params.keyframes import describe_keyframes
 from framepack_api.params.prompt_schedule import ScheduleError, describe_schedule
 
 
@@ -64,6 +65,9 @@ class JobView(BaseModel):
     prompt_schedule: list[dict[str, Any]] | None = Field(
         None, description="Video jobs whose prompt is a schedule: each prompt with its start (seconds) and "
                           "the sections (1-based, in time order) it conditions.")
+    keyframes: list[dict[str, Any]] | None = Field(
+        None, description="Video jobs with keyframes: each keyframe's time (seconds), the section (1-based, in "
+                          "time order) whose last frame it anchors, and when that section ends (pinned_at).")
     # FramePack-FastAPI's names for step, total_steps and message, for its existing clients.
     progress_step: int | None = Field(None, description="Same as `step` (FramePack-FastAPI's name).")
     progress_total: int | None = Field(None, description="Same as `total_steps` (FramePack-FastAPI's name).")
@@ -89,6 +93,16 @@ def prompt_schedule(job: Job) -> list[dict[str, Any]] | None:
         return None
 
 
+def keyframes(job: Job) -> list[dict[str, Any]] | None:
+    """The keyframes as the worker will pin them, from the stored params (validated at submit)."""
+    times = job.params.get("keyframe_times")
+    if job.type is not JobType.video or not times:
+        return None
+    window = int(job.params.get("latent_window_size", 9))
+    return describe_keyframes([float(t) for t in times],
+                              total_sections(float(job.params.get("video_length", 5)), window), window)
+
+
 def job_view(job: Job, position: int | None = None) -> JobView:
     return JobView(
         job_id=job.id, type=job.type, status=job.status, progress=job.progress, step=job.step,
@@ -102,5 +116,6 @@ def job_view(job: Job, position: int | None = None) -> JobView:
         partial_video_url=f"/preview/{job.id}/video" if job.preview else None,
         thumbnail_url=f"/thumbnail/{job.id}", events_url=f"/events/{job.id}",
         batch_progress=batch_progress(job), prompt_schedule=prompt_schedule(job),
+        keyframes=keyframes(job),
         progress_step=job.step, progress_total=job.total_steps, progress_info=job.message,
     )

@@ -13,6 +13,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from framepack_api.params.fields import FiniteFloat, NoBool, StrictInt, Text
 from framepack_api.params.image import LoraFields
+from framepack_api.params.keyframes import MAX_KEYFRAMES, KeyframeError, describe_keyframes, keyframe_sections
 from framepack_api.params.prompt_schedule import ScheduleError, check_length, describe_schedule, parse_schedule
 
 SamplingMode = Literal["reverse", "forward"]
@@ -42,8 +43,9 @@ class VideoParams(LoraFields):
                        examples=[1.0])
     gs: FiniteFloat = Field(10.0, ge=1.0, le=32.0, description="Distilled guidance scale.", examples=[10.0])
     rs: FiniteFloat = Field(0.0, ge=0.0, le=1.0, examples=[0.0],
-                      description="CFG re-scale (FramePack's `rs`). Recorded, but the section loop "
-                                  "does not re-scale yet: it has no effect.")
+                      description="CFG re-scale (FramePack's `rs`): with cfg > 1, the guided prediction "
+                                  "is re-scaled to the standard deviation of the conditional one and "
+                                  "mixed in by this fraction (0 = off). No effect when cfg = 1.")
     gpu_memory_preservation: FiniteFloat = Field(6.0, ge=0, le=128,
                                            description="GB left free on the GPU in the group memory mode: "
                                                        "fewer transformer blocks stay resident as it grows.",
@@ -58,6 +60,12 @@ class VideoParams(LoraFields):
                                    description="Bucket size; default from the server's DEFAULT_RESOLUTION.",
                                    examples=[640])
     has_end_image: bool = Field(False, description="Set by the server when an end_image was uploaded.")
+    keyframe_times: list[FiniteFloat] = Field(
+        default_factory=list, max_length=MAX_KEYFRAMES,
+        description="Seconds at which the `keyframe_images` (same order) are pinned; reverse sampling only. "
+                    "Each anchors the section whose end is nearest its time; times must be in "
+                    "(0, video_length] and anchor different sections (the end image anchors the last).",
+        examples=[[2.0]])
     # Video extension (docs/API.md#video-extension): the job continues an input video by
     # `video_length` seconds, sampling forward from its encoded end.
     extend_job_id: Text | None = Field(None, max_length=64,
@@ -119,12 +127,37 @@ class VideoParams(LoraFields):
                     loc=("prompt",), input=self.prompt)]) from None
         return self
 
+    @model_validator(mode="after")
+    def _keyframes_fit_the_video(self) -> VideoParams:
+        if not self.keyframe_times:
+            return self
+        problem = None
+        if self.sampling_mode != "reverse":
+            problem = "keyframes need sampling_mode 'reverse'; forward (F1) sampling cannot take them"
+        else:
+            try:
+                keyframe_sections(self.keyframe_times, self.video_length, self.sections(),
+                                  self.latent_window_size, self.has_end_image)
+            except KeyframeError as exc:
+                problem = str(exc)
+        if problem is not None:
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError("keyframes", "{problem}", {"problem": problem}),
+                loc=("keyframe_times",), input=self.keyframe_times)]) from None
+        return self
+
     def sections(self) -> int:
         return total_sections(self.video_length, self.latent_window_size)
 
     def prompt_schedule(self) -> list[dict[str, Any]] | None:
         """The parsed schedule with the sections each prompt conditions; None for a plain prompt."""
         return describe_schedule(self.prompt, self.sections(), self.latent_window_size)
+
+    def keyframes(self) -> list[dict[str, Any]] | None:
+        """Each keyframe's time and the section (1-based, time order) it anchors; None without any."""
+        if not self.keyframe_times:
+            return None
+        return describe_keyframes(self.keyframe_times, self.sections(), self.latent_window_size)
 
     def total_steps(self) -> int:
         return self.sections() * self.steps

@@ -71,6 +71,8 @@ def _form_values(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     values = {k: v for k, v in params.items() if k not in SERVER_SET}
     if values.get("lora_scales"):
         values["lora_scales"] = ", ".join(str(s) for s in values["lora_scales"])
+    if "keyframe_times" in values:  # the images are not re-uploaded: the times are kept as a reminder
+        values["keyframe_times"] = ", ".join(f"{t:g}" for t in values["keyframe_times"] or [])
     if kind == "image_batch":
         values["prompts"] = "\n".join(values.get("prompts") or [])
         values["seeds"] = ", ".join(str(s) for s in values.get("seeds") or [])

@@ -39,6 +39,6 @@ def submit_extension(ctx: UIContext, form: Form, values: dict[str, Any]) -> list
     video = values.pop("video") or None
     job_id = (values.pop("extend_job_id") or "").strip() or None
     values.pop("sampling_mode", None)  # always forward; the server's default for an extension
-    params = {k: v for k, v in values.items() if v is not None and v != ""}
+    params = {k: v for k, v in values.items() if v is not None and v != "" and v != []}
     return submit(ctx, form, "POST /generate",
                   lambda: ctx.api.extend_video(video, extend_job_id=job_id, **params))

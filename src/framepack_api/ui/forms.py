@@ -89,7 +89,7 @@ class Form:
         """Updates that put a job's parameters back into this form (images are not re-uploaded)."""
         out: list[Any] = []
         for name, component in self.fields.items():
-            if name in skip or name not in params or isinstance(component, gr.Image):
+            if name in skip or name not in params or isinstance(component, (gr.Image, gr.File)):
                 out.append(gr.skip())
             else:
                 out.append(gr.update(value=params[name]))

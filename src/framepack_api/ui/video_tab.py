@@ -6,11 +6,13 @@ from typing import Any
 
 import gradio as gr
 
+from framepack_api.client_common import ImageSource
 from framepack_api.params import VideoParams
 from framepack_api.ui.context import UIContext
 from framepack_api.ui.extend import EXTENSION_FIELDS, build_extension_inputs, is_extension, submit_extension
 from framepack_api.ui.forms import Form
 from framepack_api.ui.params import parse_lora_scales
+from framepack_api.ui.schedule import PROMPT_HELP, parse_times, schedule_preview
 from framepack_api.ui.submit import lora_picker, refused, submit
 
 
@@ -26,7 +28,18 @@ def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdo
                     form.add("end_image", gr.Image(type="filepath", label="End image (optional; reverse only)",
                                                    sources=["upload", "clipboard"], height=320,
                                                    elem_id="vid-end_image"))
-            form.textbox("prompt", "Prompt", lines=3, placeholder="The girl dances gracefully, with clear movements.")
+            prompt = form.textbox("prompt", "Prompt", lines=3, info=PROMPT_HELP,
+                                  placeholder="The girl dances gracefully, with clear movements.")
+            # The server's own parse of the schedule and keyframes, updated as they are typed.
+            preview = gr.HTML(schedule_preview("", 5.0, 9), elem_id="vid-schedule")
+            with gr.Accordion("Keyframes (optional; reverse only)", open=False, elem_id="vid-keyframes"):
+                form.add("keyframe_images", gr.File(
+                    file_count="multiple", file_types=["image"], type="filepath", label="Keyframe images",
+                    elem_id="vid-keyframe_images"))
+                keyframe_times = form.textbox(
+                    "keyframe_times", "Keyframe times (seconds)", placeholder="e.g. 1.5, 3",
+                    info="One time per image, in the order uploaded. Each pins its image at the end of the "
+                         "section nearest that time, as the end image pins the last one.")
             build_extension_inputs(form)
             button = gr.Button("Add to queue", variant="primary", elem_id="vid-submit")
             form.footer()
@@ -56,11 +69,19 @@ def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdo
         values = form.values(args)
         image, end_image = values.pop("image"), values.pop("end_image")
         extending = is_extension(values)
+        keyframes: list[ImageSource] = [str(k) for k in values.pop("keyframe_images") or []]
         errors: dict[str, str] = {}
         if extending and (image or end_image):
             errors["image" if image else "end_image"] = "Extending a video starts from its frames: remove the image."
         if not image and not extending:
             errors["image"] = "Upload a start image."
+        try:
+            values["keyframe_times"] = parse_times(values["keyframe_times"])
+        except ValueError as exc:
+            errors["keyframe_times"] = str(exc)
+        if keyframes and len(keyframes) != len(values.get("keyframe_times") or []):
+            errors["keyframe_images"] = (f"{len(keyframes)} image(s) for {len(values['keyframe_times'])} "
+                                         "time(s): give one time per image.")
         try:
             values["lora_paths"], values["lora_scales"] = parse_lora_scales(values["lora_paths"],
                                                                             values["lora_scales"])
@@ -74,9 +95,18 @@ def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdo
             return submit_extension(ctx, form, values)
         for name in EXTENSION_FIELDS:
             values.pop(name)
-        params = {k: v for k, v in values.items() if v is not None and v != ""}
+        params = {k: v for k, v in values.items() if v is not None and v != "" and v != []}
         return submit(ctx, form, "POST /generate",
-                      lambda: ctx.api.submit_video(image, end_image=end_image or None, **params))
+                      lambda: ctx.api.submit_video(image, end_image=end_image or None, keyframes=keyframes,
+                                                   **params))
 
+    watched = [prompt, form.fields["video_length"], form.fields["latent_window_size"], keyframe_times,
+               form.fields["sampling_mode"], form.fields["end_image"]]
+
+    def on_change(text: str, seconds: float, window: float, times: str, mode: str, end: str | None) -> str:
+        return schedule_preview(text, seconds, window, times, mode, has_end_image=bool(end))
+
+    for component in watched:
+        component.change(on_change, watched, preview, show_progress="hidden")
     button.click(on_submit, form.inputs, [*form.feedback_outputs, selected], concurrency_limit=None)
     return form, names, refresh

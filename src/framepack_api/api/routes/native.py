@@ -30,6 +30,7 @@ from framepack_api.jobs.notify import describe
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.status_read import read_status
 from framepack_api.params import IMAGE_JOB_TYPES, VideoParams
+from framepack_api.params.keyframes import MAX_KEYFRAMES, is_keyframe_input, keyframe_input
 from framepack_api.webhooks import parse_webhook_events, validate_webhook_url
 from framepack_api.weights import HealthState, health_report
 
@@ -39,8 +40,9 @@ IMAGE_FIELDS = ("image", "end_image")
 VIDEO_FIELD = "video"  # an extension job's input MP4 (docs/API.md#video-extension)
 FILE_FIELDS = (*IMAGE_FIELDS, VIDEO_FIELD)
 SERVER_SET = ("has_end_image", "has_input_video", "remixed_from")
+KEYFRAME_FIELD = "keyframe_images"  # repeated file parts, or a JSON list of base64 strings
 # In a form these may repeat (lora_paths=a&lora_paths=b) or hold a JSON list or "a,b".
-LIST_FIELDS = ("lora_paths", "lora_scales", "webhook_events")
+LIST_FIELDS = ("lora_paths", "lora_scales", "webhook_events", "keyframe_times")
 
 
 def _form_list(field: str, value: str) -> list[str]:
@@ -66,6 +68,10 @@ class GenerateJSON(VideoParams):
     webhook_events: list[str] | None = Field(
         None, description="Event kinds to deliver: status, progress, preview, completed, failed, cancelled. "
                           "Default: the terminal ones. In multipart, a comma-separated string.")
+    keyframe_images: list[str] | None = Field(
+        None, max_length=MAX_KEYFRAMES,
+        description="Images pinned inside the video, base64, one per `keyframe_times` entry in the same order "
+                    "(reverse sampling only). In multipart, repeat the `keyframe_images` file part.")
 
 
 def _openapi_body() -> dict[str, Any]:
@@ -84,6 +90,9 @@ def _openapi_body() -> dict[str, Any]:
     for name in FILE_FIELDS:
         multipart["properties"][name] = {"type": "string", "format": "binary",
                                          "description": schema["properties"][name].get("description", "")}
+    multipart["properties"][KEYFRAME_FIELD] = {
+        "type": "array", "items": {"type": "string", "format": "binary"}, "maxItems": MAX_KEYFRAMES,
+        "description": schema["properties"][KEYFRAME_FIELD].get("description", "")}
     return {"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": multipart},
         "application/json": {"schema": schema, "example": {
@@ -109,7 +118,8 @@ async def generate(
     if webhook_url:
         webhook_url = await run_in_threadpool(validate_webhook_url, str(webhook_url), state.settings)
     webhook_events = parse_webhook_events(fields.pop("webhook_events", None))
-    params = validate_video_params(state, fields, has_end_image="end_image" in images, has_input_video=extends)
+    params = validate_video_params(state, fields, has_end_image="end_image" in images, has_input_video=extends,
+                                   keyframe_images=sum(1 for name in images if is_keyframe_input(name)))
     video = None
     if extends:
         checked = await run_in_threadpool(input_video, state, caller.scope, upload, params.extend_job_id)
@@ -127,10 +137,21 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
     content_type = request.headers.get("content-type", "")
     fields: dict[str, Any] = {}
     images: dict[str, bytes] = {}
+    keyframes: list[bytes] = []
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form(max_part_size=max_bytes + 1)
         for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
+            if key == KEYFRAME_FIELD:
+                field = f"{KEYFRAME_FIELD}.{len(keyframes)}"
+                if len(keyframes) == MAX_KEYFRAMES:
+                    raise InvalidInput(KEYFRAME_FIELD, f"at most {MAX_KEYFRAMES} keyframe images")
+                if isinstance(value, UploadFile):
+                    data = await value.read(max_bytes + 1)
+                else:
+                    data = decode_base64(field, value, max_bytes)
+                check_size(field, data, max_bytes)
+                keyframes.append(data)
+            elif isinstance(value, UploadFile):
                 if key not in FILE_FIELDS:
                     raise InvalidInput(key, "unexpected file field")
                 data = await value.read(max_bytes + 1)
@@ -168,6 +189,16 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
             if not isinstance(video, str):
                 raise InvalidInput(VIDEO_FIELD, "must be a base64 string")
             images[VIDEO_FIELD] = decode_video_base64(VIDEO_FIELD, video, max_bytes)
+        listed = body.pop(KEYFRAME_FIELD, None)
+        if listed is not None:
+            if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+                raise InvalidInput(KEYFRAME_FIELD, "must be a list of base64 strings")
+            if len(listed) > MAX_KEYFRAMES:
+                raise InvalidInput(KEYFRAME_FIELD, f"at most {MAX_KEYFRAMES} keyframe images, got {len(listed)}")
+            for index, value in enumerate(listed):
+                field = f"{KEYFRAME_FIELD}.{index}"
+                keyframes.append(decode_base64(field, value, max_bytes))
+                check_size(field, keyframes[-1], max_bytes)
         fields = body
     else:
         raise InvalidInput("body", "send multipart/form-data with an `image` file, "
@@ -176,6 +207,7 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
         raise InvalidInput("image", "required: the start image (or `video` / `extend_job_id` to extend a video)")
     for name in SERVER_SET:  # set by the server, never by the client
         fields.pop(name, None)
+    images.update({keyframe_input(index): data for index, data in enumerate(keyframes)})
     return fields, images
 
 

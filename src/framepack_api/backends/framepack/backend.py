@@ -13,6 +13,7 @@ from framepack_api.backends.framepack.loader import LoadedModel, load_model
 from framepack_api.backends.framepack.lora import LoraManager
 from framepack_api.backends.framepack.video import generate_video
 from framepack_api.params import IMAGE_JOB_TYPES, JobType, VideoParams
+from framepack_api.params.keyframes import keyframe_input
 from framepack_api.settings import Settings
 
 
@@ -52,13 +53,19 @@ class FramepackBackend:
         image = open_image(inputs["image"]) if "image" in inputs else None
         end_path = inputs.get("end_image")
         end_image = open_image(end_path) if end_path is not None else None
+        # Stored as keyframe_0, keyframe_1, ... in the order of params.keyframe_times.
+        missing = [keyframe_input(i) for i in range(len(video_params.keyframe_times))
+                   if keyframe_input(i) not in inputs]
+        if missing:
+            raise ValueError(f"a video job with keyframe_times needs the inputs {missing}")
+        keyframes = [open_image(inputs[keyframe_input(i)]) for i in range(len(video_params.keyframe_times))]
         try:
             # Swap the transformer first (a no-op for the tiny model): a swap would drop applied LoRAs.
             self.model.use_sampling_mode(video_params.sampling_mode)
             with self.loras.applied(self.model.pipe.transformer, video_params.lora_pairs()) as loras:
                 output = generate_video(self.model, video_params, image, end_image, ctx.workdir, ctx,
                                         preview_every=self.settings.preview_every_steps,
-                                        partial_videos=self.settings.partial_videos,
+                                        partial_videos=self.settings.partial_videos, keyframes=keyframes,
                                         input_video=input_video)
             if loras:
                 output.info["loras"] = loras

@@ -12,7 +12,8 @@ on the start image's latent at RoPE index 0 and on the history, compressed 1x / 
 
     reverse: [start | blank padding | window being sampled | 1x (1) | 2x (2) | 4x (16)]
              sections are made last-first; the history is what comes *after* the window in time,
-             and the very first one made sees the end image (if any) as its 1x latent.
+             and the very first one made sees the end image (if any) as its 1x latent; a
+             keyframe is the 1x latent of the section it anchors (params/keyframes.py).
     forward: [start | 4x (16) | 2x (2) | 1x (1) | window being sampled]
              sections are made in time order; the history is what came before. Continuing a
              video (``ContinueFrom``), the history starts as that video's latents.
@@ -34,6 +35,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from framepack_api.backends.framepack.guidance import guided
 from framepack_api.backends.framepack.progress_hooks import SectionHistory
 
 HISTORY_SIZES = (1, 2, 16)  # latent frames of the 1x, 2x and 4x compressed history
@@ -60,6 +62,10 @@ class SectionJob:
     true_cfg: float
     guidance: float
     reverse: bool
+    # Reverse only: (section, 0-based in time order, image) pairs; the image is that section's 1x
+    # clean latent, as the end image is the last section's.
+    keyframes: tuple[tuple[int, Image.Image], ...] = ()
+    rescale: float = 0.0  # FramePack's `rs`, used with true CFG only
     # Forward only: continue an existing video instead of starting from ``start``'s latent.
     continues: ContinueFrom | None = None
 
@@ -143,12 +149,12 @@ def reverse_paddings(sections: int) -> list[int]:
 
 
 def reverse_layout(start: torch.Tensor, history: torch.Tensor, window: int, padding: int,
-                   end: torch.Tensor | None) -> SectionLayout:
+                   anchor: torch.Tensor | None) -> SectionLayout:
     sizes = [1, padding * window, window, *HISTORY_SIZES]
     prefix, _blank, sampled, idx_1x, idx_2x, idx_4x = torch.arange(sum(sizes)).split(sizes)
     h1x, h2x, h4x = history[:, :, : sum(HISTORY_SIZES)].split(HISTORY_SIZES, dim=2)
-    if end is not None:  # only the first section made (the video's last) is anchored to the end image
-        h1x = end
+    if anchor is not None:  # the end image (first section made) or a keyframe pins the frame after the window
+        h1x = anchor
     return SectionLayout(sampled, torch.cat([start, h1x], dim=2), torch.cat([prefix, idx_1x]),
                          h2x, idx_2x, h4x, idx_4x)
 
@@ -184,14 +190,22 @@ def run_sections(pipe: Any, job: SectionJob, generator: torch.Generator, on_step
     texts = {prompt: encode_text(pipe, prompt, device) for prompt in dict.fromkeys(job.section_prompts)}
     negative = encode_text(pipe, job.negative_prompt, device) if job.negative_prompt is not None else None
 
-    # 2. Images: SigLIP embeddings (the end image's averaged in, as FramePack PR 167 does) and VAE
-    #    latents, sampled from the latent distribution with the job's generator, start image first.
+    # 2. Images: SigLIP embeddings and VAE latents, sampled from the latent distribution with the
+    #    job's generator: start image first, then the end image, then keyframes in time order. The
+    #    embedding is the mean over every pinned image: FramePack (PR 167) averages start and end,
+    #    and a keyframe is an end image inside the video, so it gets the same equal share.
     start_pixels = pipe.video_processor.preprocess(job.start, job.height, job.width)
     image_embeds = pipe.encode_image(start_pixels, device=device).to(dtype)
     end_pixels = None
     if job.end is not None:
         end_pixels = pipe.video_processor.preprocess(job.end, job.height, job.width)
-        image_embeds = (image_embeds + pipe.encode_image(end_pixels, device=device).to(dtype)) / 2
+    keyframe_pixels = {section: pipe.video_processor.preprocess(image, job.height, job.width)
+                       for section, image in sorted(job.keyframes, key=lambda pair: pair[0])}
+    pinned = [p for p in (end_pixels, *keyframe_pixels.values()) if p is not None]
+    for pixels in pinned:
+        image_embeds = image_embeds + pipe.encode_image(pixels, device=device).to(dtype)
+    if pinned:
+        image_embeds = image_embeds / (1 + len(pinned))
 
     def vae_latent(pixels: torch.Tensor) -> torch.Tensor:
         sample = vae.encode(pixels.unsqueeze(2).to(device, vae.dtype)).latent_dist.sample(generator=generator)
@@ -202,6 +216,10 @@ def run_sections(pipe: Any, job: SectionJob, generator: torch.Generator, on_step
     else:
         start_latent = job.continues.start.to(device, torch.float32)
     end_latent = vae_latent(end_pixels) if end_pixels is not None else None
+    # The 1x clean latent of each anchored section (time order): the end image's is the last one's.
+    anchors = {section: vae_latent(pixels) for section, pixels in keyframe_pixels.items()}
+    if end_latent is not None:
+        anchors[sections - 1] = end_latent
 
     # 3. History: zeros where nothing is known yet; forward sampling starts from the start latent.
     channels = transformer.config.in_channels
@@ -227,8 +245,7 @@ def run_sections(pipe: Any, job: SectionJob, generator: torch.Generator, on_step
         text = texts[job.section_prompts[time_index]]
         last_made = k == sections - 1
         if job.reverse:
-            layout = reverse_layout(start_latent, history, window, paddings[k],
-                                    end_latent if k == 0 else None)
+            layout = reverse_layout(start_latent, history, window, paddings[k], anchors.get(time_index))
         else:
             layout = forward_layout(start_latent, history, window)
         conditioning = {
@@ -253,7 +270,7 @@ def run_sections(pipe: Any, job: SectionJob, generator: torch.Generator, on_step
                                      encoder_hidden_states=negative.embeds,
                                      encoder_attention_mask=negative.mask,
                                      pooled_projections=negative.pooled, **conditioning)[0]
-                noise = uncond + job.true_cfg * (noise - uncond)
+                noise = guided(noise, uncond, job.true_cfg, job.rescale)
             latents = pipe.scheduler.step(noise.float(), t, latents, return_dict=False)[0]
             on_step(k + 1, step + 1, latents)
 

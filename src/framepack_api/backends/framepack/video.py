@@ -33,6 +33,7 @@ from framepack_api.media.images import find_nearest_bucket, load_rgb, resize_and
 from framepack_api.media.preview import write_preview
 from framepack_api.media.video import write_mp4, write_thumbnail
 from framepack_api.params import VideoParams, frame_count, total_sections
+from framepack_api.params.keyframes import keyframe_section
 from framepack_api.params.prompt_schedule import section_prompts
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
 def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image | None,
                    end_image: Image.Image | None, out_dir: Path, ctx: RunContext, *,
                    preview_every: int = 1, partial_videos: bool = True,
+                   keyframes: list[Image.Image] | None = None,
                    input_video: Path | None = None) -> JobOutput:
     """Run one FramePack image-to-video job and write ``video.mp4`` + ``thumbnail.jpg`` into ``out_dir``.
 
@@ -157,6 +159,7 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image |
     latent preview JPEG ``ctx.workdir / "preview.jpg"`` goes to ``ctx.preview``; after every section
     (when ``partial_videos``) the video so far ``ctx.workdir / "partial.mp4"`` goes to
     ``ctx.partial_video``. Both files are replaced atomically; neither changes the final video.
+    ``keyframes`` are the images of ``params.keyframe_times``, in the same order.
 
     With ``input_video`` (an MP4) the job extends that video by ``params.video_length`` seconds
     (forward sampling from its encoded end, ``extension.py``); ``image`` is then unused.
@@ -173,6 +176,9 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image |
     if end_image is not None and not reverse:
         # Only inverted anti-drifting sampling (FramePack) anchors the last frame; F1 cannot.
         raise ValueError("end_image is supported only with sampling_mode 'reverse'")
+    keyframes = keyframes or []
+    if len(keyframes) != len(params.keyframe_times):
+        raise ValueError(f"{len(keyframes)} keyframe images for {len(params.keyframe_times)} keyframe_times")
     if ctx.cancelled():
         raise JobCancelled()
     model.use_sampling_mode(params.sampling_mode)
@@ -195,6 +201,7 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image |
         height, width = find_nearest_bucket(start_rgb.height, start_rgb.width, resolution)
         start = resize_and_center_crop(start_rgb, width, height)
     end = resize_and_center_crop(load_rgb(end_image), width, height) if end_image is not None else None
+    pinned = [resize_and_center_crop(load_rgb(img), width, height) for img in keyframes]
 
     # 3) Length: FramePack's seconds → sections.
     window = params.latent_window_size
@@ -242,10 +249,10 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image |
     job = SectionJob(start=start, end=end, section_prompts=prompts,
                      negative_prompt=params.negative_prompt if true_cfg else None, height=height,
                      width=width, window=window, steps=steps, true_cfg=params.cfg, guidance=params.gs,
-                     reverse=reverse, continues=continues)
+                     reverse=reverse, rescale=params.rs, continues=continues,
+                     keyframes=tuple((keyframe_section(t, sections, window), img)
+                                     for t, img in zip(params.keyframe_times, pinned, strict=True)))
     info_extra: dict[str, Any] = {}
-    if params.rs > 0:
-        info_extra["ignored"] = {"rs": "CFG re-scale is not implemented by the section loop yet"}
 
     cache_cm = (first_block_cache(pipe.transformer, branches=2 if true_cfg else 1)
                 if params.use_teacache else contextlib.nullcontext("none"))
@@ -310,6 +317,8 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image |
     schedule = params.prompt_schedule()
     if schedule is not None:
         info["prompt_schedule"] = schedule
+    if params.keyframe_times:
+        info["keyframes"] = params.keyframes()
     log.info("video: %dx%d, %d frames, %d sections, %.2fs total", width, height,
              frames.shape[0], sections, timings["total"])
     return JobOutput(files={"video": video_path, "thumbnail": thumb_path}, seed=seed, info=info)
