@@ -11,8 +11,10 @@ import torch
 from pydantic import ValidationError
 
 from framepack_api.backends.base import RunContext
+from framepack_api.backends.framepack.extension import load_input_video
 from framepack_api.backends.framepack.loader import LoadedModel
 from framepack_api.backends.framepack.video import generate_video
+from framepack_api.media.images import find_nearest_bucket
 from framepack_api.media.video import read_frames, write_mp4
 from framepack_api.params import VideoParams
 
@@ -106,3 +108,12 @@ def test_extension_samples_forward() -> None:
         extension_params(sampling_mode="reverse")
     assert caught.value.errors()[0]["loc"] == ("sampling_mode",)
     assert VideoParams().sampling_mode == "reverse"  # without an input video, FramePack's default stays
+
+
+def test_an_input_of_another_size_is_fitted_to_its_bucket(tmp_path: Path) -> None:
+    video = np.stack([np.full((40, 72, 3), 10 * t, np.uint8) for t in range(7)])
+    write_mp4(video, tmp_path / "odd.mp4", crf=0)
+    loaded = load_input_video(tmp_path / "odd.mp4", 64)
+    assert (loaded.height, loaded.width) == find_nearest_bucket(40, 72, 64) == (48, 80)
+    assert loaded.frames.shape == (7, 48, 80, 3) and (loaded.source_width, loaded.source_height) == (72, 40)
+    assert [round(f.mean() / 10) for f in loaded.frames] == list(range(7))  # every frame, in order
