@@ -5,8 +5,9 @@ inserted in bulk with the claim key submit would store, not through HTTP) it mea
 
   status   ``GET /status/{id}`` of a job submitted through the API after the bulk rows (so the
            last in line: its queue position counts every row ahead), in-process via TestClient;
-  position ``JobStore.position`` of that job alone: the count along ix_jobs_claim_key that /status
-           runs (the rest of /status is the ETA, which walks up to 1000 pending jobs ahead);
+  position ``JobStore.position`` of that job alone (a read transaction, its key, the jobs ahead);
+  rank     the jobs-ahead SELECT alone (block counts + one block, jobs/rank.py), as /status runs it;
+  count    the plain count along ix_jobs_claim_key that it replaced, in the same database: linear;
   claim    ``JobStore.claim`` of the head of the queue (one conditional UPDATE), repeated; the
            repeats' own jobs are added first, so the queue is depth + repeats deep;
   progress ``JobStore.heartbeat`` with progress fields: the fenced UPDATE and the event INSERT a
@@ -49,6 +50,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from framepack_api.api.app import create_app
+from framepack_api.jobs import rank
 from framepack_api.jobs.db import create_engine, upgrade
 from framepack_api.jobs.scheduling import claim_key, scheduling_options
 from framepack_api.jobs.store import JobStore
@@ -127,6 +129,7 @@ def measure(url: str, depth: int, repeats: int, tmp: Path) -> dict[str, tuple[fl
     store = JobStore(engine, **scheduling_options(settings))
     job = store.get(job_id)
     out["position"] = timed(lambda: store.position(job), repeats)
+    out["rank"], out["count"] = _statements_alone(engine, store, job_id, depth, repeats)
     # As many jobs again as claims, so that even at depth 0 every timed claim takes a job.
     bulk_pending(engine, repeats + 1, settings)
     out["claim"] = timed(lambda: store.claim("bench"), repeats)
@@ -136,6 +139,34 @@ def measure(url: str, depth: int, repeats: int, tmp: Path) -> dict[str, tuple[fl
     out["progress"] = timed(lambda: store.heartbeat(running, progress=50.0, step=1, message="bench"), repeats)
     engine.dispose()
     return out
+
+
+def _statements_alone(engine: sa.Engine, store: JobStore, job_id: str, depth: int,
+                      repeats: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The jobs-ahead SELECT alone on one DBAPI cursor: the block counts of jobs/rank.py, and the
+    plain count along ix_jobs_claim_key that it replaced (same database, same moment: the ratio
+    between the two holds on a loaded machine where each figure alone moves)."""
+    with engine.connect() as conn:
+        key = tuple(conn.execute(sa.select(jobs.c.claim_key, jobs.c.created_at, jobs.c.id)
+                                 .where(jobs.c.id == job_id)).one())
+    plain = sa.select(sa.func.count()).select_from(jobs).where(
+        jobs.c.status == "pending", sa.tuple_(jobs.c.claim_key, jobs.c.created_at, jobs.c.id) < sa.tuple_(*key))
+    figures = []
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        for statement in (sa.select(rank.ahead(key)), plain):
+            compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+
+            def run(sql: str = str(compiled)) -> None:
+                cursor.execute(sql)
+                assert cursor.fetchone()[0] == depth
+                raw.rollback()  # no snapshot kept between repeats (PostgreSQL)
+
+            figures.append(timed(run, repeats))
+    finally:
+        raw.close()
+    return figures[0], figures[1]
 
 
 def _png() -> bytes:
@@ -157,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         depths = tuple(int(d) for d in args.depths.split(",") if d)
     repeats = 30 if args.quick else 100
     kinds = ["sqlite", "postgresql"] if args.pg else ["sqlite"]
-    names = ("status", "position", "claim", "progress")
+    names = ("status", "position", "rank", "count", "claim", "progress")
     print(f"{'db':<11}{'pending':>9}" + "".join(f"  {n + ' p50':>13} {'p95':>7} {'x0':>5}" for n in names))
     with tempfile.TemporaryDirectory(prefix="fp-scale-") as tmp_dir:
         tmp = Path(tmp_dir)

@@ -16,7 +16,7 @@ tunes to the machine, after watching a few real jobs.
 from __future__ import annotations
 
 from framepack_api.errors import InvalidInput
-from framepack_api.params import ImageBatchParams, ImageTransferParams, VideoParams
+from framepack_api.params import ImageBatchParams, ImageParams, ImageTransferParams, VideoParams
 from framepack_api.params.image import OneFrameFields
 from framepack_api.params.video import frame_count
 from framepack_api.settings import Settings
@@ -37,6 +37,8 @@ def image_job_bytes(params: OneFrameFields) -> tuple[int, str]:
     together = 1
     if isinstance(params, ImageBatchParams):
         together = min(params.batch_size, len(params.prompts))
+    elif isinstance(params, ImageParams) and (targets := params.target_indices()) is not None:
+        together = min(params.rope_batch_size, len(targets))
     width, height = params.width, params.height
     if isinstance(params, ImageTransferParams) and (width is None or height is None):
         width = height = BUCKET_SIDE
@@ -59,5 +61,9 @@ def check_video(settings: Settings, params: VideoParams, resolution: int) -> Non
 
 def check_image(settings: Settings, params: OneFrameFields) -> None:
     needed, how = image_job_bytes(params)
-    batched = isinstance(params, ImageBatchParams) and params.batch_size > 1 and len(params.prompts) > 1
-    check_budget(settings, needed, how, "batch_size" if batched else "width")
+    field = "width"
+    if isinstance(params, ImageBatchParams) and params.batch_size > 1 and len(params.prompts) > 1:
+        field = "batch_size"
+    elif isinstance(params, ImageParams) and params.rope_batch is not None and params.rope_batch_size > 1:
+        field = "rope_batch_size"
+    check_budget(settings, needed, how, field)

@@ -48,7 +48,8 @@ from framepack_api.errors import (
     Unavailable,
 )
 from framepack_api.hardware import TINY_WARNING, default_resolution, effective_model
-from framepack_api.jobs.db import create_engine, upgrade
+from framepack_api.jobs import rank
+from framepack_api.jobs.db import create_engine, upgrade, write_tx
 from framepack_api.jobs.notify import create_listener, is_live
 from framepack_api.jobs.retention import Retention, discard_dead_attempts, retention_policy, sweep_work_dirs
 from framepack_api.jobs.scheduling import scheduling_options
@@ -160,12 +161,21 @@ async def _reap_forever(store: JobStore, storage: Storage, settings: Settings) -
                                               min_age_seconds=settings.lease_seconds)
             if removed:
                 log.info("removed work directories of dead attempts: %s", removed)
+            # PostgreSQL's queue blocks move only when no writer is in flight (jobs/rank_pg.py): a
+            # steady stream of concurrent submits can outgrow them; this catches up (a no-op look
+            # at the block totals when nothing is due, and always on SQLite).
+            await run_in_threadpool(_rebalance_queue, store)
             expiry = await run_in_threadpool(store.next_lease_expiry)
             until = settings.lease_seconds if expiry is None else expiry - store.clock()
             wait = max(settings.reap_interval_seconds, min(until, settings.lease_seconds))
         except Exception:  # the database may be briefly unreachable; try again next round
             log.exception("reaper round failed")
         await asyncio.sleep(wait)
+
+
+def _rebalance_queue(store: JobStore) -> None:
+    with write_tx(store.engine) as conn:
+        rank.rebalance(conn)
 
 
 async def _retention_forever(retention: Retention, interval: float) -> None:

@@ -1,7 +1,8 @@
 """One job's status as `GET /status` shows it, in one statement whatever the queue depth.
 
 One SELECT returns the job row with, as scalar subqueries, what its status needs besides: for a
-pending job its queue position (a count along ix_jobs_claim_key); for a job not finished, the live
+pending job its queue position (jobs/rank.py: block counts before its block, and a count along
+ix_jobs_claim_key inside it, bounded by the block size); for a job not finished, the live
 worker count and the newest completed job (which says whether the learned pace is still current).
 A pending job's ETA also needs the running jobs (as many as there are workers): a second SELECT.
 No pending row is ever read.
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from framepack_api.errors import JobNotFound
+from framepack_api.jobs import rank
 from framepack_api.jobs.eta import Estimator, PaceCache, newest_completed
 from framepack_api.jobs.schema import JobStatus
 from framepack_api.jobs.store import Job, JobStore
@@ -40,12 +42,7 @@ class StatusRead:
 
 
 def _status_select(by_owner: bool) -> sa.Select[Any]:
-    other = jobs.alias("ahead")
-    ahead = (sa.select(sa.func.count()).select_from(other)
-             .where(other.c.status == _PENDING,
-                    sa.tuple_(other.c.claim_key, other.c.created_at, other.c.id)
-                    < sa.tuple_(jobs.c.claim_key, jobs.c.created_at, jobs.c.id))
-             .scalar_subquery())
+    ahead = rank.ahead((jobs.c.claim_key, jobs.c.created_at, jobs.c.id))
     alive = (sa.select(sa.func.count()).select_from(workers)
              .where(workers.c.last_seen_at >= sa.bindparam("since", type_=sa.Float), workers.c.state != "stopped")
              .scalar_subquery())

@@ -149,3 +149,18 @@ metric_totals = sa.Table(
     sa.Column("label", sa.String(64), primary_key=True),  # a bucket's bound, a kind, or count/sum
     sa.Column("value", sa.Float, nullable=False),
 )
+
+# Pending jobs per block of the claim order (0009): a block runs from its lo key (claim_key,
+# created_at, id) to the next block's; kept by triggers on jobs, read for queue positions. See
+# jobs/rank.py. WITHOUT ROWID on SQLite: the rows live in the key's own b-tree.
+queue_buckets = sa.Table(
+    "queue_buckets",
+    metadata,
+    sa.Column("lo_key", sa.Float, primary_key=True),
+    sa.Column("lo_created", sa.Float, primary_key=True),
+    sa.Column("lo_id", sa.String(36), primary_key=True),
+    # PostgreSQL: a block's count is the sum of its shard rows (jobs/rank_pg.py); SQLite: always 0.
+    sa.Column("shard", sa.Integer, primary_key=True, server_default="0"),
+    sa.Column("pending", sa.Integer, nullable=False),
+    sqlite_with_rowid=False,
+)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from framepack_api.params.fields import FiniteFloat, NoBool, StrictInt, Text
 
@@ -20,6 +20,8 @@ MAX_LORAS = 8
 SIZE_MULTIPLE = 16  # VAE ×8 and the transformer's 2×2 patches
 MIN_SIDE = 64
 MAX_SIDE = 4096  # the hard schema cap; a server may set a lower IMAGE_MAX_SIDE
+MAX_TARGET_INDEX = 64  # FramePack-eichi's cap on its RoPE value
+MAX_ROPE_BATCH = 64  # images one RoPE batch job makes (as many as a prompt batch)
 
 
 class LoraFields(BaseModel):
@@ -61,7 +63,7 @@ class OneFrameFields(LoraFields):
                         description="Output height; rounded to a multiple of 16.")
     latent_window_size: StrictInt = Field(9, ge=1, le=33,
                                     description="FramePack's window; places the post and 2x/4x slots.")
-    target_index: Annotated[int, Field(ge=0, le=64), NoBool] | None = Field(None,
+    target_index: Annotated[int, Field(ge=0, le=MAX_TARGET_INDEX), NoBool] | None = Field(None,
                                      description="RoPE time index of the sampled frame: how far 'later' "
                                                  "than the input it is. Default: latent_window_size.")
     no_2x: bool = Field(False, description="Drop the 2x-compressed history latents.")
@@ -69,12 +71,97 @@ class OneFrameFields(LoraFields):
     no_post: bool = Field(False, description="Drop the empty 'post' clean latent after the window.")
 
 
+TargetIndex = Annotated[int, Field(ge=0, le=MAX_TARGET_INDEX), NoBool]
+
+
+class RopeBatch(BaseModel):
+    """Which RoPE target indices a RoPE batch samples: ``indices``, or ``start`` with ``end`` or ``count``.
+
+    Checked field by field (in declaration order), so an error names the field at fault."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    indices: list[TargetIndex] | None = Field(None, min_length=1, max_length=MAX_ROPE_BATCH,
+                                              description="Explicit target indices; made in ascending order.")
+    start: TargetIndex | None = Field(None, description="First target index of a range.")
+    step: Annotated[int, Field(ge=1, le=MAX_TARGET_INDEX), NoBool] = Field(1, description="Distance between "
+                                                                                         "indices of a range.")
+    end: TargetIndex | None = Field(None, description="Last target index of a range (inclusive: reached only "
+                                                      "when start + k*step lands on it).")
+    count: Annotated[int, Field(ge=1, le=MAX_ROPE_BATCH), NoBool] | None = Field(
+        None, description="Number of indices of a range, instead of end.")
+
+    @field_validator("indices")
+    @classmethod
+    def _distinct(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("lists a target index twice")
+        return value
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, value: int | None, info: ValidationInfo) -> int | None:
+        start = info.data.get("start")
+        if value is not None and start is not None and value < start:
+            raise ValueError(f"{value} is below start ({start})")
+        return value
+
+    @field_validator("count")
+    @classmethod
+    def _count_fits(cls, value: int | None, info: ValidationInfo) -> int | None:
+        start, step = info.data.get("start"), info.data.get("step")
+        if value is not None and start is not None and step is not None:
+            last = start + (value - 1) * step
+            if last > MAX_TARGET_INDEX:
+                raise ValueError(f"{value} indices from {start} in steps of {step} end at {last}, "
+                                 f"above the largest target index ({MAX_TARGET_INDEX})")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RopeBatch:
+        if self.indices is not None:
+            if self.start is not None or self.end is not None or self.count is not None:
+                raise ValueError("give rope_batch.indices, or rope_batch.start with end or count; not both")
+        elif self.start is None:
+            raise ValueError("give rope_batch.indices, or rope_batch.start with end or count")
+        elif (self.end is None) == (self.count is None):
+            raise ValueError("a range needs exactly one of rope_batch.end and rope_batch.count")
+        elif self.end is not None and len(range(self.start, self.end + 1, self.step)) > MAX_ROPE_BATCH:
+            raise ValueError(f"rope_batch.start..end makes more than {MAX_ROPE_BATCH} indices")
+        return self
+
+    def target_indices(self) -> list[int]:
+        """The indices to sample, ascending: the order of the job's images."""
+        if self.indices is not None:
+            return sorted(self.indices)
+        assert self.start is not None
+        stop = self.end + 1 if self.end is not None else self.start + (self.count or 1) * self.step
+        return list(range(self.start, stop, self.step))
+
+
 class ImageParams(OneFrameFields):
-    """POST /api/generate-image: one image, from an input image or from a neutral canvas."""
+    """POST /api/generate-image: one image, from an input image or from a neutral canvas.
+
+    With ``rope_batch`` (FramePack-eichi's RoPE batch): one image per target index, same prompt, same
+    seed, same input, sampled ``rope_batch_size`` indices per batched forward pass."""
 
     prompt: Text = Field("", max_length=4000, description="What the image shows.")
     seed: StrictInt = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed; the job records it.")
     has_input_image: bool = Field(False, description="Set by the server when input_image was sent.")
+    rope_batch: RopeBatch | None = Field(None, description="Sample one image per RoPE target index of this range "
+                                                           "or list (instead of target_index); every image uses "
+                                                           "the job's one seed.")
+    rope_batch_size: StrictInt = Field(4, ge=1, le=8, description="RoPE batch: target indices per batched forward "
+                                                                  "pass (bounds memory; seed 002's rope_batch_size).")
+
+    @model_validator(mode="after")
+    def _rope_batch_or_target(self) -> ImageParams:
+        if self.rope_batch is not None and self.target_index is not None:
+            raise ValueError("give target_index or rope_batch, not both")
+        return self
+
+    def target_indices(self) -> list[int] | None:
+        return self.rope_batch.target_indices() if self.rope_batch is not None else None
 
 
 class ImageBatchParams(OneFrameFields):
@@ -110,7 +197,7 @@ class ImageTransferParams(OneFrameFields):
     history_index: StrictInt = Field(16, ge=1, le=64,
                                description="RoPE time index of the reference (clean) latent.")
     # Kisekaeichi samples just after the subject, without compressed history: FramePack-eichi's defaults.
-    target_index: Annotated[int, Field(ge=0, le=64), NoBool] | None = Field(  # type: ignore[assignment]
+    target_index: Annotated[int, Field(ge=0, le=MAX_TARGET_INDEX), NoBool] | None = Field(  # type: ignore[assignment]
         1, description="RoPE time index of the sampled frame.")
     no_2x: bool = Field(True, description="Drop the 2x-compressed history latents.")
     no_4x: bool = Field(True, description="Drop the 4x-compressed history latents.")

@@ -122,7 +122,8 @@ def _result_files(ctx: UIContext, status: dict[str, Any]) -> tuple[Path, list[Pa
     job_id, kind = status["job_id"], status["type"]
     folder = ctx.cache_dir / job_id
     folder.mkdir(parents=True, exist_ok=True)
-    if kind == "image_batch":
+    # A RoPE batch is an "image" job whose result is a ZIP of one image per target index, like a batch.
+    if kind == "image_batch" or (kind == "image" and (status.get("params") or {}).get("rope_batch")):
         main = folder / f"{job_id}.zip"
         if not main.exists():
             ctx.api.download(job_id, main)

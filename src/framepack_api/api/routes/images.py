@@ -3,7 +3,8 @@
 ``POST /api/generate-image``, ``/api/batch-images``, ``/api/transfer-image``
 queue jobs (200 + job id, as FramePack-FastAPI answered);
 ``GET /result/{job_id}`` (in native.py, via ``image_file``) gives the PNG or a batch's ZIP,
-``GET /result/{job_id}/{index}`` one image of a batch, ``GET /api/image/{job_id}`` the same as /result.
+``GET /result/{job_id}/{index}`` one image of a batch (of a RoPE batch: the index-th target index),
+``GET /api/image/{job_id}`` the same as /result.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def image_file(state: StateDep, request: Request, job: Job, index: int | None) -
     if job.status is not JobStatus.completed or not job.result:
         raise JobNotReady(job.id, job.status.value)
     require_files(job)
-    if job.type is JobType.image_batch:
+    # A batch, and a single-image job with rope_batch, store image_000... and a ZIP of them all.
+    if job.type is JobType.image_batch or "zip" in job.result:
         key = "zip" if index is None else f"image_{index:03d}"
     else:
         key = "image" if index in (None, 0) else ""

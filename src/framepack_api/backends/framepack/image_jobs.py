@@ -1,7 +1,8 @@
 """The three image jobs of seed 002 on one-frame inference: single image, batch, kisekaeichi transfer.
 
 Each writes PNGs (parameters in a tEXt chunk) into the run's workdir and returns them as a JobOutput:
-``{"image": ...}`` for one image, ``{"image_000": ..., ..., "zip": ...}`` for a batch.
+``{"image": ...}`` for one image, ``{"image_000": ..., ..., "zip": ...}`` for a batch or a RoPE batch
+(a single-image job with ``rope_batch``: one image per target index, in ascending index order).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +58,18 @@ def settings_record(params: OneFrameFields, width: int, height: int, layout: Lay
                     model: LoadedModel, loras: list[dict[str, Any]]) -> dict[str, Any]:
     """The settings part of each PNG's ``parameters`` (prompt and seed are per image)."""
     record = params.model_dump(mode="json", exclude={"prompt", "prompts", "seed", "seeds", "lora_paths",
-                                                     "lora_scales", "negative_prompt"})
+                                                     "lora_scales", "negative_prompt", "rope_batch",
+                                                     "rope_batch_size"})
     record.update(width=width, height=height, target_index=layout.target_index, model=model.preset,
                   loras=loras)
     return record
 
 
 def run_items(model: LoadedModel, prompts: list[str], seeds: list[int], cond: Conditioning, layout: Layout,
-              sampling: Sampling, batch_size: int, ctx: RunContext) -> list[np.ndarray]:
-    """Sample ``prompts`` in passes of up to ``batch_size`` images (one batched forward per step each)."""
+              sampling: Sampling, batch_size: int, ctx: RunContext,
+              targets: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Sample ``prompts`` in passes of up to ``batch_size`` images (one batched forward per step each);
+    ``targets`` gives each item its own target index (a RoPE batch)."""
     passes = [range(i, min(i + batch_size, len(prompts))) for i in range(0, len(prompts), batch_size)]
     images: list[np.ndarray] = []
     for number, items in enumerate(passes, start=1):
@@ -80,7 +85,7 @@ def run_items(model: LoadedModel, prompts: list[str], seeds: list[int], cond: Co
                 raise JobCancelled()
 
         latents = sample_latents(model, [prompts[i] for i in items], [seeds[i] for i in items], cond, layout,
-                                 sampling, on_step)
+                                 sampling, on_step, None if targets is None else [targets[i] for i in items])
         images += decode_latents(model, latents)
     return images
 
@@ -102,13 +107,35 @@ def generate_image(model: LoadedModel, params: ImageParams, image: Image.Image |
     layout = layout_for(params)
     cond = encode_conditioning(model, canvas)
     sampling = Sampling(steps=params.steps, cfg=params.cfg, gs=params.gs, negative_prompt=params.negative_prompt)
-    [pixels] = run_items(model, [params.prompt], [seed], cond, layout, sampling, 1, ctx)
     settings = {**settings_record(params, width, height, layout, model, loras), "job_type": "image",
                 "source": "input_image" if image is not None else "neutral_canvas"}
+    targets = params.target_indices()
+    if targets is not None:
+        return _rope_batch(model, params, cond, layout, sampling, seed, targets, settings, ctx, started)
+    [pixels] = run_items(model, [params.prompt], [seed], cond, layout, sampling, 1, ctx)
     path = _png(ctx.workdir, "image.png", pixels, params.prompt, params.negative_prompt, seed, settings)
     info = {"width": width, "height": height, "images": 1, "target_index": layout.target_index,
             "model": model.preset, "loras": loras, "seconds": round(time.perf_counter() - started, 4)}
     return JobOutput(files={"image": path}, seed=seed, info=info)
+
+
+def _rope_batch(model: LoadedModel, params: ImageParams, cond: Conditioning, layout: Layout, sampling: Sampling,
+                seed: int, targets: list[int], settings: dict[str, Any], ctx: RunContext,
+                started: float) -> JobOutput:
+    """FramePack-eichi's RoPE batch: image i samples at ``targets[i]``, all with the job's one seed (as eichi
+    keeps the seed fixed in this mode), so image i equals a single image job at that target index."""
+    images = run_items(model, [params.prompt] * len(targets), [seed] * len(targets), cond, layout, sampling,
+                       params.rope_batch_size, ctx, targets)
+    files: dict[str, Path] = {}
+    for i, (pixels, target) in enumerate(zip(images, targets, strict=True)):
+        files[f"image_{i:03d}"] = _png(ctx.workdir, f"image_{i:03d}.png", pixels, params.prompt,
+                                       params.negative_prompt, seed,
+                                       {**settings, "index": i, "target_index": target, "rope_batch": True})
+    files["zip"] = write_zip(list(files.values()), ctx.workdir / "images.zip")
+    info = {"width": settings["width"], "height": settings["height"], "images": len(images),
+            "target_indices": targets, "rope_batch_size": params.rope_batch_size, "model": model.preset,
+            "loras": settings["loras"], "seconds": round(time.perf_counter() - started, 4)}
+    return JobOutput(files=files, seed=seed, info=info)
 
 
 def generate_batch(model: LoadedModel, params: ImageBatchParams, image: Image.Image | None, ctx: RunContext,

@@ -13,13 +13,18 @@ FramePack's layout for one section (padding 0), by RoPE time index::
     W+4 … W+19   4x-compressed history (zeros)
 
 Kisekaeichi adds a reference image latent as a further clean latent at ``reference_index``.
+
+What it shares with the section loop (``section_loop.py``) it takes from there: the execution device,
+text encoding (each distinct prompt once) and the resolution-dependent timestep shift ``mu``.
+A RoPE batch (``targets``: one target index per item) samples several indices in one forward pass
+through ``rope_batch.batched_rope``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,17 +33,12 @@ import torch
 from PIL import Image
 
 from framepack_api.backends.framepack.loader import LoadedModel
+from framepack_api.backends.framepack.rope_batch import batched_rope
+from framepack_api.backends.framepack.section_loop import TextEmbeds, encode_text, sigma_shift_mu
+from framepack_api.backends.framepack.section_loop import execution_device as pipe_device
 
 HISTORY_2X = 2
 HISTORY_4X = 16
-MAX_SEQUENCE_LENGTH = 256
-# FramePack's resolution-dependent shift (its k_diffusion_hunyuan.calculate_flux_mu, which musubi-tuner's
-# one-frame inference uses unchanged): mu grows linearly from 0.5 at 256 tokens to 1.15 at 4096 tokens,
-# capped at log(7); the sigmas are then shifted by exp(mu). These are FramePack's own constants, not the
-# scheduler config's (whose static shift of 7.0 is what the pipeline's video sampling uses).
-SHIFT_SEQ_LOW, SHIFT_MU_LOW = 256, 0.5
-SHIFT_SEQ_HIGH, SHIFT_MU_HIGH = 4096, 1.15
-EXP_MAX_SHIFT = 7.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Conditioning:
 
 
 def execution_device(model: LoadedModel) -> torch.device:
-    return torch.device(model.pipe._execution_device)
+    return pipe_device(model.pipe)
 
 
 def pixels_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -160,16 +160,17 @@ def _clean_latents(cond: Conditioning, layout: Layout, ref_weight: torch.Tensor 
     return torch.cat(latents, dim=2), torch.tensor(indices)
 
 
-def one_frame_shift(latent_height: int, latent_width: int, frames: int = 1) -> float:
+def one_frame_shift(model: LoadedModel, latent_height: int, latent_width: int, frames: int = 1) -> float:
     """The shift FramePack/musubi-tuner use for ``frames`` latents of this size (one-frame: 1).
 
-    The token count is frames × h × w / 4 (the transformer's 2×2 patches); at 1216×704 pixels
-    (152×88 latents, 3344 tokens) this is exp(1.0227) ≈ 2.78.
+    FramePack's resolution-dependent ``mu`` (its ``calculate_flux_mu``, which musubi-tuner's one-frame
+    inference uses unchanged; the section loop's ``sigma_shift_mu``) is exponentiated into a static shift:
+    mu grows linearly from 0.5 at 256 tokens to 1.15 at 4096 tokens, capped at log 7 (the scheduler config's
+    base/max figures, which are FramePack's own). The token count is frames × h × w / 4 (2×2 patches); at
+    1216×704 pixels (152×88 latents, 3344 tokens) this is exp(1.0227) ≈ 2.78.
     """
-    tokens = frames * latent_height * latent_width // 4
-    slope = (SHIFT_MU_HIGH - SHIFT_MU_LOW) / (SHIFT_SEQ_HIGH - SHIFT_SEQ_LOW)
-    mu = SHIFT_MU_LOW + slope * (tokens - SHIFT_SEQ_LOW)
-    return math.exp(min(mu, math.log(EXP_MAX_SHIFT)))
+    shape = torch.empty(1, 1, frames, latent_height, latent_width, device="meta")
+    return math.exp(sigma_shift_mu(model.pipe, shape))
 
 
 def one_frame_scheduler(model: LoadedModel, latent_height: int, latent_width: int, steps: int) -> Any:
@@ -181,7 +182,7 @@ def one_frame_scheduler(model: LoadedModel, latent_height: int, latent_width: in
     scheduler also keeps the shared one's step state untouched.
     """
     base = model.pipe.scheduler
-    scheduler = type(base).from_config(base.config, shift=one_frame_shift(latent_height, latent_width),
+    scheduler = type(base).from_config(base.config, shift=one_frame_shift(model, latent_height, latent_width),
                                        use_dynamic_shifting=False)
     sigmas = np.linspace(1.0, 0.0, steps + 1)[:-1].tolist()
     scheduler.set_timesteps(sigmas=sigmas, device=execution_device(model))
@@ -198,20 +199,42 @@ class Sampling:
     start_weight: torch.Tensor | float = 1.0  # target mask
 
 
+def batch_text(model: LoadedModel, prompts: Sequence[str]) -> TextEmbeds:
+    """The batch's text embeddings, each distinct prompt encoded once (as the section loop does)."""
+    pipe = model.pipe
+    device = execution_device(model)
+    encoded = {prompt: encode_text(pipe, prompt, device) for prompt in dict.fromkeys(prompts)}
+    rows = [encoded[prompt] for prompt in prompts]
+    return TextEmbeds(torch.cat([r.embeds for r in rows]), torch.cat([r.pooled for r in rows]),
+                      torch.cat([r.mask for r in rows]))
+
+
+def target_rows(layout: Layout, targets: Sequence[int] | None, batch: int) -> torch.Tensor:
+    """``indices_latents``: 1-D when every item samples at one index (the transformer's own path), else
+    one row per item (a RoPE batch, see rope_batch.py)."""
+    chosen = list(targets) if targets is not None else [layout.target_index] * batch
+    if len(chosen) != batch:
+        raise ValueError(f"{len(chosen)} target indices for {batch} images")
+    if len(set(chosen)) == 1:
+        return torch.tensor(chosen[:1])
+    return torch.tensor(chosen)[:, None]
+
+
 @torch.no_grad()
 def sample_latents(model: LoadedModel, prompts: list[str], seeds: list[int], cond: Conditioning,
-                   layout: Layout, sampling: Sampling, on_step: Callable[[int], None]) -> torch.Tensor:
-    """Denoise one latent per prompt in ONE batched forward pass per step; returns (B, C, 1, h, w)."""
-    pipe, transformer = model.pipe, model.pipe.transformer
+                   layout: Layout, sampling: Sampling, on_step: Callable[[int], None],
+                   targets: Sequence[int] | None = None) -> torch.Tensor:
+    """Denoise one latent per prompt in ONE batched forward pass per step; returns (B, C, 1, h, w).
+
+    ``targets`` (one per prompt) overrides ``layout.target_index`` item by item: a RoPE batch."""
+    transformer = model.pipe.transformer
     device, dtype = execution_device(model), transformer.dtype
     batch = len(prompts)
 
-    text = pipe.encode_prompt(prompt=prompts, device=device, max_sequence_length=MAX_SEQUENCE_LENGTH)
-    embeds, pooled, mask = (t.to(dtype) for t in text)
+    text = batch_text(model, prompts)
     negative = None
     if sampling.cfg > 1.0:
-        negative = tuple(t.to(dtype) for t in pipe.encode_prompt(
-            prompt=[sampling.negative_prompt] * batch, device=device, max_sequence_length=MAX_SEQUENCE_LENGTH))
+        negative = batch_text(model, [sampling.negative_prompt] * batch)
 
     start = cond.start_latent
     channels, height, width = start.shape[1], start.shape[3], start.shape[4]
@@ -221,9 +244,10 @@ def sample_latents(model: LoadedModel, prompts: list[str], seeds: list[int], con
     history_4x = torch.zeros(1, channels, HISTORY_4X if layout.use_4x else 1, height, width, device=device)
     indices_2x = layout.indices_2x() if layout.use_2x else torch.tensor([0])
     indices_4x = layout.indices_4x() if layout.use_4x else torch.tensor([0])
+    indices_latents = target_rows(layout, targets, batch)
     conditioning: dict[str, Any] = {
         "image_embeds": cond.image_embeds.expand(batch, -1, -1),
-        "indices_latents": torch.tensor([layout.target_index]),
+        "indices_latents": indices_latents,
         "guidance": torch.full((batch,), sampling.gs * 1000.0, device=device, dtype=dtype),
         "latents_clean": clean.expand(batch, -1, -1, -1, -1).to(dtype),
         "indices_latents_clean": clean_indices,
@@ -237,14 +261,15 @@ def sample_latents(model: LoadedModel, prompts: list[str], seeds: list[int], con
     latents = initial_noise(seeds, (channels, 1, height, width), device)
     scheduler = one_frame_scheduler(model, height, width, sampling.steps)
 
-    with without_history(transformer, drop_2x=not layout.use_2x, drop_4x=not layout.use_4x):
+    with (without_history(transformer, drop_2x=not layout.use_2x, drop_4x=not layout.use_4x),
+          batched_rope(transformer, batch if indices_latents.ndim == 2 else 1)):
         for i, t in enumerate(scheduler.timesteps):
             step_in = {"hidden_states": latents.to(dtype), "timestep": t.expand(batch), **conditioning}
-            noise = transformer(encoder_hidden_states=embeds, encoder_attention_mask=mask,
-                                pooled_projections=pooled, **step_in)[0]
+            noise = transformer(encoder_hidden_states=text.embeds, encoder_attention_mask=text.mask,
+                                pooled_projections=text.pooled, **step_in)[0]
             if negative is not None:
-                uncond = transformer(encoder_hidden_states=negative[0], encoder_attention_mask=negative[2],
-                                     pooled_projections=negative[1], **step_in)[0]
+                uncond = transformer(encoder_hidden_states=negative.embeds, encoder_attention_mask=negative.mask,
+                                     pooled_projections=negative.pooled, **step_in)[0]
                 noise = uncond + sampling.cfg * (noise - uncond)
             latents = scheduler.step(noise.float(), t, latents, return_dict=False)[0]
             on_step(i + 1)
