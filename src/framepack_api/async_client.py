@@ -31,6 +31,7 @@ from framepack_api.client_common import (
     ServerEvent,
     SSEParser,
     error_from,
+    extension_request,
     idempotency_headers,
     transfer_body,
     video_request,
@@ -113,6 +114,13 @@ class AsyncClient:
                            keyframes: list[ImageSource] | None = None,
                            idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
         return await self._submit("/generate", idempotency_key, **video_request(image, end_image, params, keyframes))
+
+    async def extend_video(self, video: ImageSource | None = None, *, extend_job_id: str | None = None,
+                           idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
+        """Continue a video by ``video_length`` seconds: an MP4 (path, bytes or file), or the id of a
+        finished video job of yours as ``extend_job_id``. ``extension_output="new"`` keeps only the new part."""
+        params = {**params, "extend_job_id": extend_job_id}
+        return await self._submit("/generate", idempotency_key, **extension_request(video, params))
 
     async def submit_image(self, *, input_image: ImageSource | None = None, idempotency_key: str | None = None,
                            **params: Any) -> dict[str, Any]:

@@ -111,6 +111,20 @@ def video_request(image: ImageSource, end_image: ImageSource | None, params: dic
     return {"data": data, "files": files}
 
 
+def extension_request(video: ImageSource | None, params: dict[str, Any]) -> dict[str, Any]:
+    """httpx keyword arguments of an extension ``POST /generate``: the MP4 upload (or none, with
+    ``extend_job_id`` in params), multipart; JSON with a base64 video when a value is a list."""
+    if any(isinstance(v, (list, tuple, dict)) for v in params.values()):
+        body = {k: v for k, v in params.items() if v is not None}
+        if video is not None:
+            body["video"] = b64(video)
+        return {"json": body}
+    data = {k: form_value(v) for k, v in params.items() if v is not None}
+    if video is None:
+        return {"data": data}
+    return {"data": data, "files": {"video": ("video.mp4", read(video), "video/mp4")}}
+
+
 def transfer_body(images: dict[str, ImageSource | None], params: dict[str, Any]) -> dict[str, Any]:
     return {**params, **{k: b64(v) for k, v in images.items() if v is not None}}
 

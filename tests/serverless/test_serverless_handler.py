@@ -119,6 +119,8 @@ BAD_INPUTS: list[tuple[str, Any, str]] = [
     ("end image broken", lambda p: _bad(p, end_image_b64="AAAA"), "end_image_b64"),
     ("output_url not http", lambda p: _bad(p, output_url="ftp://x/y"), "output_url"),
     ("has_end_image sent", lambda p: _bad(p, has_end_image=True), "has_end_image"),
+    ("extension asked", lambda p: _bad(p, extend_job_id="abc"), "extend_job_id"),
+    ("has_input_video sent", lambda p: _bad(p, has_input_video=True), "has_input_video"),
 ]
 
 

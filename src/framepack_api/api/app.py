@@ -26,7 +26,17 @@ from framepack_api.api.deps import AppState
 from framepack_api.api.event_hub import EventHub
 from framepack_api.api.openai_errors import openai_error_response, unrouted_error
 from framepack_api.api.request_guard import RequestGuard
-from framepack_api.api.routes import compat, images, metrics, native, openai_videos, progress, readiness, training
+from framepack_api.api.routes import (
+    compat,
+    images,
+    metrics,
+    native,
+    openai_extend,
+    openai_videos,
+    progress,
+    readiness,
+    training,
+)
 from framepack_api.errors import (
     Conflict,
     FilesExpired,
@@ -110,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(progress.router)
     app.include_router(metrics.router)
     app.include_router(openai_videos.router)  # errors in OpenAI's shape: see api/openai_errors.py
+    app.include_router(openai_extend.router)  # extensions and remix, after /videos/{video_id}'s GET
     app.include_router(training.router)
     app.include_router(compat.router)  # FramePack-FastAPI's paths (docs/API.md)
     # Inside auth: a client without credentials gets its 401 before any body is read.

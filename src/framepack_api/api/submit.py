@@ -28,12 +28,13 @@ PRIORITY_RANGE = (-100, 100)
 
 
 def validate_video_params(state: AppState, fields: dict[str, Any], *, has_end_image: bool,
-                          keyframe_images: int = 0) -> VideoParams:
+                          has_input_video: bool = False, keyframe_images: int = 0) -> VideoParams:
     """Parse FramePack parameters; fill the server's default resolution; enforce server limits.
     ``keyframe_images``: how many keyframe images came with the request (one per keyframe time)."""
     fields = {k: v for k, v in fields.items() if v is not None and v != ""}
     try:
-        params = VideoParams.model_validate({**fields, "has_end_image": has_end_image})
+        params = VideoParams.model_validate({**fields, "has_end_image": has_end_image,
+                                             "has_input_video": has_input_video})
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
@@ -62,11 +63,13 @@ def parse_priority(value: Any) -> int:
 
 def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes], *, priority: int = 0,
                  idempotency_key: str | None = None, webhook_url: str | None = None,
-                 webhook_events: list[str] | None = None, owner: str = "") -> tuple[Job, bool]:
+                 webhook_events: list[str] | None = None, owner: str = "",
+                 video: bytes | None = None) -> tuple[Job, bool]:
     """images: raw upload bytes by input name ("image", optional "end_image", "keyframe_0"...), size-checked.
+    video: an extension job's input MP4, already checked (api/video_input.py); stored as is.
     owner: the calling credential's key id (auth.Caller.owner)."""
     store, storage = state.store, state.storage
-    request_hash = _request_hash(params.model_dump(), images, priority)
+    request_hash = _request_hash(params.model_dump(), {**images, **({"video": video} if video else {})}, priority)
     if idempotency_key:
         existing = store.replay(idempotency_key, request_hash, owner)
         if existing is not None:
@@ -79,6 +82,8 @@ def submit_video(state: AppState, params: VideoParams, images: dict[str, bytes],
     job_id = str(uuid.uuid4())
     try:
         inputs = {name: storage.write_input(job_id, f"{name}.png", png) for name, png in pngs.items()}
+        if video is not None:
+            inputs["video"] = storage.write_input(job_id, "video.mp4", video)
         job, created = store.submit(NewJob(
             type=JobType.video, params=params.model_dump(), inputs=inputs, priority=priority,
             idempotency_key=idempotency_key, request_hash=request_hash, id=job_id,

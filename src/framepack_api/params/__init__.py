@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from framepack_api.params.image import ImageBatchParams, ImageParams, ImageTransferParams, LoraFields
 from framepack_api.params.video import (
+    ExtensionOutput,
     RemoteVideoParams,
     SamplingMode,
     VideoParams,
@@ -20,8 +21,9 @@ from framepack_api.params.video import (
 )
 
 __all__ = [
-    "IMAGE_JOB_TYPES", "PARAMS_BY_TYPE", "ImageBatchParams", "ImageParams", "ImageTransferParams", "JobType",
-    "LoraFields", "RemoteVideoParams", "SamplingMode", "VideoParams", "frame_count", "total_sections",
+    "IMAGE_JOB_TYPES", "PARAMS_BY_TYPE", "ExtensionOutput", "ImageBatchParams", "ImageParams",
+    "ImageTransferParams", "JobType", "LoraFields", "RemoteVideoParams", "SamplingMode", "VideoParams",
+    "frame_count", "total_sections",
 ]
 
 

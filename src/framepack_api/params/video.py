@@ -17,6 +17,7 @@ from framepack_api.params.keyframes import MAX_KEYFRAMES, KeyframeError, describ
 from framepack_api.params.prompt_schedule import ScheduleError, check_length, describe_schedule, parse_schedule
 
 SamplingMode = Literal["reverse", "forward"]
+ExtensionOutput = Literal["whole", "new"]
 
 
 class VideoParams(LoraFields):
@@ -65,6 +66,25 @@ class VideoParams(LoraFields):
                     "Each anchors the section whose end is nearest its time; times must be in "
                     "(0, video_length] and anchor different sections (the end image anchors the last).",
         examples=[[2.0]])
+    # Video extension (docs/API.md#video-extension): the job continues an input video by
+    # `video_length` seconds, sampling forward from its encoded end.
+    extend_job_id: Text | None = Field(None, max_length=64,
+                                       description="Extend the video of this completed video job of yours "
+                                                   "(instead of uploading a `video`).")
+    extension_output: ExtensionOutput = Field("whole", description="With an input video: `whole` = the input "
+                                                                   "followed by the new frames, `new` = the new "
+                                                                   "frames only.")
+    has_input_video: bool = Field(False, description="Set by the server when the job extends a video.")
+    remixed_from: Text | None = Field(None, max_length=64,
+                                      description="Set by the server: the video this job remixes (OpenAI remix).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extension_samples_forward(cls, data: Any) -> Any:
+        # Extension is F1's forward sampling; it is the default then, and an explicit reverse is refused.
+        if isinstance(data, dict) and data.get("has_input_video") and data.get("sampling_mode") in (None, ""):
+            return {**data, "sampling_mode": "forward"}
+        return data
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -83,6 +103,15 @@ class VideoParams(LoraFields):
         except ScheduleError as exc:
             raise ValueError(f"prompt schedule: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _extension_is_forward(self) -> VideoParams:
+        if self.has_input_video and self.sampling_mode == "reverse":
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError("extension_sampling", "extending a video samples forward (F1): "
+                                                               "leave sampling_mode out or set 'forward'"),
+                loc=("sampling_mode",), input=self.sampling_mode)]) from None
+        return self
 
     @model_validator(mode="after")
     def _schedule_fits_the_video(self) -> VideoParams:

@@ -136,6 +136,9 @@ def parse_request(data: Any, settings: Settings, *, fetch_timeout: float = 60.0)
                                         f"or its URL as {IMAGE_URL_FIELD}")
     if "has_end_image" in fields:
         raise InvalidInput("has_end_image", f"set by the server from {END_IMAGE_FIELD}; do not send it")
+    for name in ("has_input_video", "extend_job_id", "remixed_from", "extension_output"):
+        if name in fields:  # video extension runs through the HTTP API only (docs/API.md#video-extension)
+            raise InvalidInput(name, "video extension is not offered by the serverless handler")
     params = _video_params(fields, settings, has_end_image=end is not None,
                            end_field=end[0] if end is not None else END_IMAGE_FIELD)
     checked_output_url = _output_url(output_url, settings) if output_url is not None else None

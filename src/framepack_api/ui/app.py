@@ -25,7 +25,8 @@ from framepack_api.ui.submit import lora_choices
 from framepack_api.ui.video_tab import build_video_tab
 
 TICK_SECONDS = 0.5
-SERVER_SET = ("has_end_image", "has_input_image", "has_source_mask", "has_target_mask")
+SERVER_SET = ("has_end_image", "has_input_image", "has_source_mask", "has_target_mask", "has_input_video",
+              "remixed_from")
 
 CSS = """
 .fp-field-error, .fp-form-error { margin-top: -6px; }

@@ -9,6 +9,7 @@ import gradio as gr
 from framepack_api.client_common import ImageSource
 from framepack_api.params import VideoParams
 from framepack_api.ui.context import UIContext
+from framepack_api.ui.extend import EXTENSION_FIELDS, build_extension_inputs, is_extension, submit_extension
 from framepack_api.ui.forms import Form
 from framepack_api.ui.params import parse_lora_scales
 from framepack_api.ui.schedule import PROMPT_HELP, parse_times, schedule_preview
@@ -39,6 +40,7 @@ def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdo
                     "keyframe_times", "Keyframe times (seconds)", placeholder="e.g. 1.5, 3",
                     info="One time per image, in the order uploaded. Each pins its image at the end of the "
                          "section nearest that time, as the end image pins the last one.")
+            build_extension_inputs(form)
             button = gr.Button("Add to queue", variant="primary", elem_id="vid-submit")
             form.footer()
         with gr.Column():
@@ -66,9 +68,12 @@ def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdo
     def on_submit(*args: Any) -> list[Any]:
         values = form.values(args)
         image, end_image = values.pop("image"), values.pop("end_image")
+        extending = is_extension(values)
         keyframes: list[ImageSource] = [str(k) for k in values.pop("keyframe_images") or []]
         errors: dict[str, str] = {}
-        if not image:
+        if extending and (image or end_image):
+            errors["image" if image else "end_image"] = "Extending a video starts from its frames: remove the image."
+        if not image and not extending:
             errors["image"] = "Upload a start image."
         try:
             values["keyframe_times"] = parse_times(values["keyframe_times"])
@@ -86,6 +91,10 @@ def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdo
             return refused(form, errors)
         if not values["lora_paths"]:
             del values["lora_paths"], values["lora_scales"]
+        if extending:
+            return submit_extension(ctx, form, values)
+        for name in EXTENSION_FIELDS:
+            values.pop(name)
         params = {k: v for k, v in values.items() if v is not None and v != "" and v != []}
         return submit(ctx, form, "POST /generate",
                       lambda: ctx.api.submit_video(image, end_image=end_image or None, keyframes=keyframes,

@@ -19,6 +19,7 @@ from framepack_api.api.downloads import stored_file
 from framepack_api.api.routes.images import image_file
 from framepack_api.api.submit import parse_priority, submit_video, validate_video_params
 from framepack_api.api.uploads import check_size, decode_base64, form_text
+from framepack_api.api.video_input import decode_video_base64, input_video, video_resolution
 from framepack_api.api.views import JobAccepted, JobView, accepted, iso, job_view, require_files
 from framepack_api.disk import measure
 from framepack_api.errors import InvalidInput, JobNotReady
@@ -36,6 +37,9 @@ from framepack_api.weights import HealthState, health_report
 router = APIRouter(tags=["video jobs"])
 
 IMAGE_FIELDS = ("image", "end_image")
+VIDEO_FIELD = "video"  # an extension job's input MP4 (docs/API.md#video-extension)
+FILE_FIELDS = (*IMAGE_FIELDS, VIDEO_FIELD)
+SERVER_SET = ("has_end_image", "has_input_video", "remixed_from")
 KEYFRAME_FIELD = "keyframe_images"  # repeated file parts, or a JSON list of base64 strings
 # In a form these may repeat (lora_paths=a&lora_paths=b) or hold a JSON list or "a,b".
 LIST_FIELDS = ("lora_paths", "lora_scales", "webhook_events", "keyframe_times")
@@ -53,7 +57,10 @@ def _form_list(field: str, value: str) -> list[str]:
 
 
 class GenerateJSON(VideoParams):
-    image: str = Field(description="Start image, base64 (a data: URL prefix is allowed).")
+    image: str | None = Field(None, description="Start image, base64 (a data: URL prefix is allowed). Required "
+                                                "unless the job extends a video.")
+    video: str | None = Field(None, description="Extend this video (MP4, base64) by `video_length` seconds; "
+                                                "or give `extend_job_id`.")
     end_image: str | None = Field(None, description="Optional end image, base64; reverse sampling only.")
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first; ties run oldest first.")
     webhook_url: str | None = Field(None, description="POST signed JSON events here (http/https).",
@@ -69,7 +76,8 @@ class GenerateJSON(VideoParams):
 
 def _openapi_body() -> dict[str, Any]:
     schema = GenerateJSON.model_json_schema()
-    schema["properties"].pop("has_end_image", None)
+    for name in SERVER_SET:
+        schema["properties"].pop(name, None)
     schema["properties"]["webhook_events"]["anyOf"][0]["items"]["enum"] = sorted(EVENT_KINDS)
     multipart = json.loads(json.dumps(schema))
     for prop in multipart["properties"].values():
@@ -79,7 +87,7 @@ def _openapi_body() -> dict[str, Any]:
             prop.update(branches[0])
         elif branches:
             prop["anyOf"] = branches
-    for name in IMAGE_FIELDS:
+    for name in FILE_FIELDS:
         multipart["properties"][name] = {"type": "string", "format": "binary",
                                          "description": schema["properties"][name].get("description", "")}
     multipart["properties"][KEYFRAME_FIELD] = {
@@ -101,16 +109,26 @@ async def generate(
                                                   description="Same key, same job: retries are safe.")] = None,
 ) -> JSONResponse:
     fields, images = await _read_generate_body(request, state.settings.max_upload_bytes)
+    upload = images.pop(VIDEO_FIELD, None)
+    extends = upload is not None or bool(fields.get("extend_job_id"))
+    if extends and "image" in images:
+        raise InvalidInput("image", "an extension starts from the input video's own frames; leave `image` out")
     priority = parse_priority(fields.pop("priority", None))
     webhook_url = fields.pop("webhook_url", None)
     if webhook_url:
         webhook_url = await run_in_threadpool(validate_webhook_url, str(webhook_url), state.settings)
     webhook_events = parse_webhook_events(fields.pop("webhook_events", None))
-    params = validate_video_params(state, fields, has_end_image="end_image" in images,
+    params = validate_video_params(state, fields, has_end_image="end_image" in images, has_input_video=extends,
                                    keyframe_images=sum(1 for name in images if is_keyframe_input(name)))
+    video = None
+    if extends:
+        checked = await run_in_threadpool(input_video, state, caller.scope, upload, params.extend_job_id)
+        video = checked.data
+        if not fields.get("resolution"):  # the input's own size, not the server's default resolution
+            params = params.model_copy(update={"resolution": video_resolution(state, checked)})
     job, created = await run_in_threadpool(
         submit_video, state, params, images, priority=priority, idempotency_key=idempotency_key,
-        webhook_url=webhook_url, webhook_events=webhook_events, owner=caller.owner,
+        webhook_url=webhook_url, webhook_events=webhook_events, owner=caller.owner, video=video,
     )
     return JSONResponse(accepted(job, created), headers={"Location": f"/status/{job.id}"})
 
@@ -134,12 +152,15 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
                 check_size(field, data, max_bytes)
                 keyframes.append(data)
             elif isinstance(value, UploadFile):
-                if key not in IMAGE_FIELDS:
+                if key not in FILE_FIELDS:
                     raise InvalidInput(key, "unexpected file field")
                 data = await value.read(max_bytes + 1)
                 if data or key == "image":
                     check_size(key, data, max_bytes)
                     images[key] = data
+            elif key == VIDEO_FIELD:
+                if value:
+                    images[key] = decode_video_base64(key, value, max_bytes)
             elif key in IMAGE_FIELDS:
                 if value:
                     images[key] = decode_base64(key, value, max_bytes)
@@ -163,6 +184,11 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
                 raise InvalidInput(key, "must be a base64 string")
             images[key] = decode_base64(key, value, max_bytes)
             check_size(key, images[key], max_bytes)
+        video = body.pop(VIDEO_FIELD, None)
+        if video is not None:
+            if not isinstance(video, str):
+                raise InvalidInput(VIDEO_FIELD, "must be a base64 string")
+            images[VIDEO_FIELD] = decode_video_base64(VIDEO_FIELD, video, max_bytes)
         listed = body.pop(KEYFRAME_FIELD, None)
         if listed is not None:
             if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
@@ -177,9 +203,10 @@ async def _read_generate_body(request: Request, max_bytes: int) -> tuple[dict[st
     else:
         raise InvalidInput("body", "send multipart/form-data with an `image` file, "
                                    "or application/json with a base64 `image`")
-    if "image" not in images:
-        raise InvalidInput("image", "required: the start image")
-    fields.pop("has_end_image", None)  # set by the server, never by the client
+    if "image" not in images and VIDEO_FIELD not in images and not fields.get("extend_job_id"):
+        raise InvalidInput("image", "required: the start image (or `video` / `extend_job_id` to extend a video)")
+    for name in SERVER_SET:  # set by the server, never by the client
+        fields.pop(name, None)
     images.update({keyframe_input(index): data for index, data in enumerate(keyframes)})
     return fields, images
 

@@ -68,7 +68,7 @@ def video_object(job: Job, meta: VideoMeta, settings: Settings) -> dict[str, Any
         "created_at": int(meta.created_at), "completed_at": completed_at, "expires_at": expires_at,
         "size": meta.size, "frame_size": frame_size(job, meta), "seconds": meta.seconds,
         "prompt": job.params.get("prompt", ""),
-        "remixed_from_video_id": None, "error": error,
+        "remixed_from_video_id": job.params.get("remixed_from"), "error": error,
     }
 
 

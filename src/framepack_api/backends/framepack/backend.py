@@ -47,9 +47,10 @@ class FramepackBackend:
         if job_type != JobType.video:
             raise ValueError(f"FramepackBackend cannot run {job_type!r} jobs")
         video_params = VideoParams.model_validate(params)
-        if "image" not in inputs:
-            raise ValueError("a video job needs an 'image' input")
-        image = open_image(inputs["image"])
+        input_video = inputs.get("video")  # an extension job: its first frame is the start image
+        if "image" not in inputs and input_video is None:
+            raise ValueError("a video job needs an 'image' or a 'video' input")
+        image = open_image(inputs["image"]) if "image" in inputs else None
         end_path = inputs.get("end_image")
         end_image = open_image(end_path) if end_path is not None else None
         # Stored as keyframe_0, keyframe_1, ... in the order of params.keyframe_times.
@@ -64,7 +65,8 @@ class FramepackBackend:
             with self.loras.applied(self.model.pipe.transformer, video_params.lora_pairs()) as loras:
                 output = generate_video(self.model, video_params, image, end_image, ctx.workdir, ctx,
                                         preview_every=self.settings.preview_every_steps,
-                                        partial_videos=self.settings.partial_videos, keyframes=keyframes)
+                                        partial_videos=self.settings.partial_videos, keyframes=keyframes,
+                                        input_video=input_video)
             if loras:
                 output.info["loras"] = loras
             return output

@@ -15,7 +15,8 @@ on the start image's latent at RoPE index 0 and on the history, compressed 1x / 
              and the very first one made sees the end image (if any) as its 1x latent; a
              keyframe is the 1x latent of the section it anchors (params/keyframes.py).
     forward: [start | 4x (16) | 2x (2) | 1x (1) | window being sampled]
-             sections are made in time order; the history is what came before.
+             sections are made in time order; the history is what came before. Continuing a
+             video (``ContinueFrom``), the history starts as that video's latents.
 
 With one prompt and the same generator the frames equal the pipeline call's (tests/backends/
 test_section_loop.py): the random draws happen in the same order (start latent, end latent, then
@@ -65,10 +66,28 @@ class SectionJob:
     # clean latent, as the end image is the last section's.
     keyframes: tuple[tuple[int, Image.Image], ...] = ()
     rescale: float = 0.0  # FramePack's `rs`, used with true CFG only
+    # Forward only: continue an existing video instead of starting from ``start``'s latent.
+    continues: ContinueFrom | None = None
 
     @property
     def sections(self) -> int:
         return len(self.section_prompts)
+
+
+@dataclass(frozen=True)
+class ContinueFrom:
+    """An encoded video that forward sampling continues (video extension, F1's way).
+
+    ``start`` (1, C, 1, h, w) is the video's first frame latent, kept at RoPE index 0 as F1 keeps its
+    start image; ``history`` (1, C, L, h, w) the latents of the video's end in time order (only the
+    last 16 + 2 + 1 condition a section). The last ``context`` history latents are decoded again in
+    front of the first new section, so that its frames are decoded with the video's end as causal
+    context (the caller drops those ``1 + 4 * (context - 1)`` re-decoded frames).
+    """
+
+    start: torch.Tensor
+    history: torch.Tensor
+    context: int
 
 
 @dataclass
@@ -157,6 +176,10 @@ def run_sections(pipe: Any, job: SectionJob, generator: torch.Generator, on_step
     ``on_step`` runs after every scheduler step and ``on_section`` after every decoded section;
     either may raise (a cancelled job) and the loop stops there.
     """
+    if job.continues is not None and (job.reverse or job.end is not None):
+        raise ValueError("continuing a video needs forward sampling without an end image")
+    if job.continues is not None and not 1 <= job.continues.context <= job.continues.history.shape[2]:
+        raise ValueError("context must be between 1 and the history's latent frames")
     device = execution_device(pipe)
     transformer, vae = pipe.transformer, pipe.vae
     dtype = transformer.dtype
@@ -188,7 +211,10 @@ def run_sections(pipe: Any, job: SectionJob, generator: torch.Generator, on_step
         sample = vae.encode(pixels.unsqueeze(2).to(device, vae.dtype)).latent_dist.sample(generator=generator)
         return (sample * vae.config.scaling_factor).to(device, torch.float32)
 
-    start_latent = vae_latent(start_pixels)
+    if job.continues is None:
+        start_latent = vae_latent(start_pixels)
+    else:
+        start_latent = job.continues.start.to(device, torch.float32)
     end_latent = vae_latent(end_pixels) if end_pixels is not None else None
     # The 1x clean latent of each anchored section (time order): the end image's is the last one's.
     anchors = {section: vae_latent(pixels) for section, pixels in keyframe_pixels.items()}
@@ -200,7 +226,10 @@ def run_sections(pipe: Any, job: SectionJob, generator: torch.Generator, on_step
     latent_h, latent_w = job.height // spatial, job.width // spatial
     history = torch.zeros(1, channels, sum(HISTORY_SIZES), latent_h, latent_w, device=device)
     made = 0  # latent frames of the history that are real (not the initial zeros)
-    if not job.reverse:
+    if job.continues is not None:  # the video's latents are the history; `made` counts what is decoded
+        history = torch.cat([history, job.continues.history.to(device, torch.float32)], dim=2)
+        made = job.continues.context
+    elif not job.reverse:
         history = torch.cat([history, start_latent], dim=2)
         made = 1
     # Scaled after the cast, as the pipeline does: in bf16 the product rounds differently otherwise.

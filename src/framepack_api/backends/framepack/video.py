@@ -19,9 +19,15 @@ import torch
 from PIL import Image
 
 from framepack_api.backends.base import JobOutput, Progress, RunContext
+from framepack_api.backends.framepack.extension import (
+    encode_for_extension,
+    join_output,
+    load_input_video,
+    redecoded_frames,
+)
 from framepack_api.backends.framepack.loader import LoadedModel
 from framepack_api.backends.framepack.progress_hooks import PartialVideoWriter
-from framepack_api.backends.framepack.section_loop import SectionJob, run_sections
+from framepack_api.backends.framepack.section_loop import ContinueFrom, SectionJob, run_sections
 from framepack_api.errors import JobCancelled
 from framepack_api.media.images import find_nearest_bucket, load_rgb, resize_and_center_crop
 from framepack_api.media.preview import write_preview
@@ -142,10 +148,11 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
+def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image | None,
                    end_image: Image.Image | None, out_dir: Path, ctx: RunContext, *,
                    preview_every: int = 1, partial_videos: bool = True,
-                   keyframes: list[Image.Image] | None = None) -> JobOutput:
+                   keyframes: list[Image.Image] | None = None,
+                   input_video: Path | None = None) -> JobOutput:
     """Run one FramePack image-to-video job and write ``video.mp4`` + ``thumbnail.jpg`` into ``out_dir``.
 
     While it runs: every ``preview_every`` sampling steps (counted across sections; 0 = never) a
@@ -153,12 +160,19 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
     (when ``partial_videos``) the video so far ``ctx.workdir / "partial.mp4"`` goes to
     ``ctx.partial_video``. Both files are replaced atomically; neither changes the final video.
     ``keyframes`` are the images of ``params.keyframe_times``, in the same order.
+
+    With ``input_video`` (an MP4) the job extends that video by ``params.video_length`` seconds
+    (forward sampling from its encoded end, ``extension.py``); ``image`` is then unused.
     """
     if preview_every < 0:
         raise ValueError(f"preview_every must be >= 0, got {preview_every}")
     started = time.perf_counter()
     pipe = model.pipe
     reverse = params.sampling_mode == "reverse"
+    if input_video is None and image is None:
+        raise ValueError("a video job needs a start image or an input video")
+    if input_video is not None and reverse:
+        raise ValueError("extending a video needs sampling_mode 'forward'")
     if end_image is not None and not reverse:
         # Only inverted anti-drifting sampling (FramePack) anchors the last frame; F1 cannot.
         raise ValueError("end_image is supported only with sampling_mode 'reverse'")
@@ -178,9 +192,14 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
 
     # 2) Size: FramePack's bucket nearest to the input's aspect ratio, then cover + centre crop.
     resolution = params.resolution or model.default_resolution
-    start_rgb = load_rgb(image)
-    height, width = find_nearest_bucket(start_rgb.height, start_rgb.width, resolution)
-    start = resize_and_center_crop(start_rgb, width, height)
+    source = load_input_video(input_video, resolution) if input_video is not None else None
+    if source is not None:  # the input video's own size, bucketed; its first frame is the start image
+        height, width, start = source.height, source.width, source.first
+    else:
+        assert image is not None
+        start_rgb = load_rgb(image)
+        height, width = find_nearest_bucket(start_rgb.height, start_rgb.width, resolution)
+        start = resize_and_center_crop(start_rgb, width, height)
     end = resize_and_center_crop(load_rgb(end_image), width, height) if end_image is not None else None
     pinned = [resize_and_center_crop(load_rgb(img), width, height) for img in keyframes]
 
@@ -212,25 +231,35 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
     true_cfg = params.cfg > 1.0
     # Each section's prompt in time order (one prompt throughout unless `prompt` is a schedule).
     prompts = section_prompts(params.prompt, sections, window)
-    job = SectionJob(start=start, end=end, section_prompts=prompts,
-                     negative_prompt=params.negative_prompt if true_cfg else None, height=height,
-                     width=width, window=window, steps=steps, true_cfg=params.cfg, guidance=params.gs,
-                     reverse=reverse, rescale=params.rs,
-                     keyframes=tuple((keyframe_section(t, sections, window), img)
-                                     for t, img in zip(params.keyframe_times, pinned, strict=True)))
-
     timer = StageTimer(sync=model.device.type == "cuda")
     for stage, name in (("encode", "text_encoder"), ("encode", "text_encoder_2"),
                         ("encode", "image_encoder"), ("sample", "transformer")):
         timer.watch(stage, getattr(pipe, name, None))
     timer.watch("encode", getattr(pipe.vae, "encoder", None))
     timer.watch("decode", getattr(pipe.vae, "decoder", None))
+    continues: ContinueFrom | None = None
+    encode_started = time.perf_counter()
+    if source is not None:
+        try:
+            continues = encode_for_extension(pipe, source, window)
+        except BaseException:
+            timer.close()
+            raise
+        expected_frames += redecoded_frames(continues.context, VAE_TEMPORAL) - 1
+    job = SectionJob(start=start, end=end, section_prompts=prompts,
+                     negative_prompt=params.negative_prompt if true_cfg else None, height=height,
+                     width=width, window=window, steps=steps, true_cfg=params.cfg, guidance=params.gs,
+                     reverse=reverse, rescale=params.rs, continues=continues,
+                     keyframes=tuple((keyframe_section(t, sections, window), img)
+                                     for t, img in zip(params.keyframe_times, pinned, strict=True)))
+    info_extra: dict[str, Any] = {}
+
     cache_cm = (first_block_cache(pipe.transformer, branches=2 if true_cfg else 1)
                 if params.use_teacache else contextlib.nullcontext("none"))
     partial = (PartialVideoWriter(ctx.workdir / "partial.mp4", fps=FPS, crf=params.mp4_crf,
                                   report=ctx.partial_video)
                if partial_videos else None)
-    call_started = time.perf_counter()
+    call_started = encode_started
     try:
         with cache_cm as cache:
             frames = run_sections(pipe, job, generator, on_step, partial)
@@ -239,6 +268,14 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
     call_seconds = time.perf_counter() - call_started
     if frames.shape[0] != expected_frames:
         raise RuntimeError(f"section loop made {frames.shape[0]} frames, expected {expected_frames}")
+    if source is not None and continues is not None:
+        made = frames.shape[0]
+        frames = join_output(source, frames, continues.context, VAE_TEMPORAL, params.extension_output)
+        info_extra["extension"] = {
+            "input_frames": int(source.frames.shape[0]), "new_frames": made - redecoded_frames(
+                continues.context, VAE_TEMPORAL), "output": params.extension_output,
+            "input_size": f"{source.source_width}x{source.source_height}",
+            "history_latents": int(continues.history.shape[2])}
 
     # 5) Write the MP4 (params in its metadata) and a thumbnail from the middle of the video.
     write_started = time.perf_counter()
@@ -275,6 +312,7 @@ def generate_video(model: LoadedModel, params: VideoParams, image: Image.Image,
         "timings": timings,
         "cache": cache,
         "memory": memory_info,
+        **info_extra,
     }
     schedule = params.prompt_schedule()
     if schedule is not None:
