@@ -15,7 +15,9 @@ FramePack's layout for one section (padding 0), by RoPE time index::
 Kisekaeichi adds a reference image latent as a further clean latent at ``reference_index``.
 
 What it shares with the section loop (``section_loop.py``) it takes from there: the execution device,
-text encoding (each distinct prompt once) and the resolution-dependent timestep shift ``mu``.
+text encoding (each distinct prompt once) and the resolution-dependent timestep shift ``mu``; the
+denoising loop itself is denoise.py's, which both use. One-frame passes ``rs`` = 0 (plain CFG): its
+parameters have no re-scale.
 A RoPE batch (``targets``: one target index per item) samples several indices in one forward pass
 through ``rope_batch.batched_rope``.
 """
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from framepack_api.backends.framepack.denoise import denoise
 from framepack_api.backends.framepack.loader import LoadedModel
 from framepack_api.backends.framepack.rope_batch import batched_rope
 from framepack_api.backends.framepack.section_loop import TextEmbeds, encode_text, sigma_shift_mu
@@ -263,16 +266,8 @@ def sample_latents(model: LoadedModel, prompts: list[str], seeds: list[int], con
 
     with (without_history(transformer, drop_2x=not layout.use_2x, drop_4x=not layout.use_4x),
           batched_rope(transformer, batch if indices_latents.ndim == 2 else 1)):
-        for i, t in enumerate(scheduler.timesteps):
-            step_in = {"hidden_states": latents.to(dtype), "timestep": t.expand(batch), **conditioning}
-            noise = transformer(encoder_hidden_states=text.embeds, encoder_attention_mask=text.mask,
-                                pooled_projections=text.pooled, **step_in)[0]
-            if negative is not None:
-                uncond = transformer(encoder_hidden_states=negative.embeds, encoder_attention_mask=negative.mask,
-                                     pooled_projections=negative.pooled, **step_in)[0]
-                noise = uncond + sampling.cfg * (noise - uncond)
-            latents = scheduler.step(noise.float(), t, latents, return_dict=False)[0]
-            on_step(i + 1)
+        latents = denoise(transformer, scheduler, latents, text, negative, sampling.cfg, 0.0, conditioning,
+                          lambda step, _latents: on_step(step))
     return latents
 
 

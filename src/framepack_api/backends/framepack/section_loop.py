@@ -25,6 +25,7 @@ each section's noise).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from framepack_api.backends.framepack.guidance import guided
+from framepack_api.backends.framepack.denoise import TextEmbeds, denoise
 from framepack_api.backends.framepack.progress_hooks import SectionHistory
 
 HISTORY_SIZES = (1, 2, 16)  # latent frames of the 1x, 2x and 4x compressed history
@@ -88,13 +89,6 @@ class ContinueFrom:
     start: torch.Tensor
     history: torch.Tensor
     context: int
-
-
-@dataclass
-class TextEmbeds:
-    embeds: torch.Tensor
-    pooled: torch.Tensor
-    mask: torch.Tensor
 
 
 # on_step(section made, 1-based in making order; step, 1-based; the section's latents after it)
@@ -260,19 +254,8 @@ def run_sections(pipe: Any, job: SectionJob, generator: torch.Generator, on_step
         latents = randn_tensor((1, channels, window, latent_h, latent_w), generator=generator,
                                device=device, dtype=torch.float32)
         pipe.scheduler.set_timesteps(sigmas=sigmas, device=device, mu=sigma_shift_mu(pipe, latents))
-        for step, t in enumerate(pipe.scheduler.timesteps):
-            timestep = t.expand(latents.shape[0])
-            noise = transformer(hidden_states=latents.to(dtype), timestep=timestep,
-                                encoder_hidden_states=text.embeds, encoder_attention_mask=text.mask,
-                                pooled_projections=text.pooled, **conditioning)[0]
-            if negative is not None:
-                uncond = transformer(hidden_states=latents.to(dtype), timestep=timestep,
-                                     encoder_hidden_states=negative.embeds,
-                                     encoder_attention_mask=negative.mask,
-                                     pooled_projections=negative.pooled, **conditioning)[0]
-                noise = guided(noise, uncond, job.true_cfg, job.rescale)
-            latents = pipe.scheduler.step(noise.float(), t, latents, return_dict=False)[0]
-            on_step(k + 1, step + 1, latents)
+        latents = denoise(transformer, pipe.scheduler, latents, text, negative, job.true_cfg, job.rescale,
+                          conditioning, functools.partial(on_step, k + 1))
 
         # 6. Into the history, then decode the frames this section settled. Reverse: the section
         #    made last is the video's first and gets the start latent in front of it.
