@@ -21,6 +21,7 @@ from framepack_api.ui.forms import Form
 from framepack_api.ui.images_tab import build_images_tab
 from framepack_api.ui.job_view import build_job_view, render_job
 from framepack_api.ui.queue_tab import build_queue_tab, cancel_job, queue_html, queue_summary
+from framepack_api.ui.rope_inputs import rope_form_values
 from framepack_api.ui.submit import lora_choices
 from framepack_api.ui.video_tab import build_video_tab
 
@@ -73,6 +74,8 @@ def _form_values(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         values["lora_scales"] = ", ".join(str(s) for s in values["lora_scales"])
     if "keyframe_times" in values:  # the images are not re-uploaded: the times are kept as a reminder
         values["keyframe_times"] = ", ".join(f"{t:g}" for t in values["keyframe_times"] or [])
+    if kind == "image":
+        values.update(rope_form_values(values))
     if kind == "image_batch":
         values["prompts"] = "\n".join(values.get("prompts") or [])
         values["seeds"] = ", ".join(str(s) for s in values.get("seeds") or [])

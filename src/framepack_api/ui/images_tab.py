@@ -10,6 +10,7 @@ from framepack_api.params import ImageBatchParams, ImageParams, ImageTransferPar
 from framepack_api.ui.context import UIContext
 from framepack_api.ui.forms import Form
 from framepack_api.ui.params import parse_lora_scales, parse_seeds, prompt_lines
+from framepack_api.ui.rope_inputs import build_rope_inputs, take_rope_batch
 from framepack_api.ui.submit import lora_picker, refused, submit
 
 
@@ -69,6 +70,7 @@ def build_images_tab(ctx: UIContext, selected: gr.State) -> tuple[list[Form], li
                         one.checkbox("no_2x", "No 2x history latents")
                         one.checkbox("no_4x", "No 4x history latents")
                         one.checkbox("no_post", "No post latent")
+                    build_rope_inputs(one)
         with gr.Tab("Batch", id="img-batch"):
             batch = Form("batch", ImageBatchParams)
             with gr.Row():
@@ -121,7 +123,9 @@ def build_images_tab(ctx: UIContext, selected: gr.State) -> tuple[list[Form], li
 
     def on_one(*args: Any) -> list[Any]:
         errors: dict[str, str] = {}
-        values = _clean(one.values(args), errors)
+        values = one.values(args)
+        take_rope_batch(values, errors)
+        values = _clean(values, errors)
         if errors:
             return refused(one, errors)
         return submit(ctx, one, "POST /api/generate-image", lambda: ctx.api.submit_image(**values))
