@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from framepack_api.settings import Settings
 from framepack_api.ui.context import UIContext
+from framepack_api.ui.extend import extend_outputs, fill_extension
 from framepack_api.ui.forms import Form
 from framepack_api.ui.images_tab import build_images_tab
 from framepack_api.ui.job_view import build_job_view, render_job
@@ -97,7 +98,7 @@ def build_ui(ctx: UIContext) -> gr.Blocks:
         with gr.Tabs(elem_id="fp-tabs") as tabs:
             with gr.Tab("Video", id="video"):
                 tiny_notice()
-                video_form, video_loras, video_refresh = build_video_tab(ctx, selected)
+                video_form, video_loras, video_refresh, extension = build_video_tab(ctx, selected)
             with gr.Tab("Images", id="images"):
                 tiny_notice()
                 image_forms, image_pickers, image_tabs = build_images_tab(ctx, selected)
@@ -149,6 +150,8 @@ def build_ui(ctx: UIContext) -> gr.Blocks:
             out.append(gr.Tabs(selected=subtab_ids[kind]) if kind in subtab_ids else gr.skip())
             return out
 
+        view.extend.click(lambda job_id: fill_extension(ctx, job_id), [selected],
+                          [*extend_outputs(video_form, extension), tabs, view.error], concurrency_limit=None)
         view.reuse.click(reuse, [selected], [*(c for _, f in forms for c in f.inputs), tabs, image_tabs])
 
         pickers = [(video_loras, video_refresh), *image_pickers]

@@ -1,5 +1,6 @@
 """The job view: live latent preview and progress while running; the video (or images), a download
-and the parameters used once done; cancel, and "use these settings again"."""
+and the parameters used once done; cancel, "use these settings again", and "extend this video" on a
+finished video job."""
 
 from __future__ import annotations
 
@@ -37,11 +38,12 @@ class JobView:
     cancel: gr.Button
     reuse: gr.Button
     error: gr.HTML
+    extend: gr.Button
 
     @property
     def outputs(self) -> list[Any]:
         return [self.header, self.progress, self.preview, self.video, self.gallery, self.download,
-                self.params, self.cancel, self.reuse, self.error]
+                self.params, self.cancel, self.reuse, self.error, self.extend]
 
 
 def build_job_view() -> JobView:
@@ -51,6 +53,7 @@ def build_job_view() -> JobView:
     with gr.Row():
         cancel = gr.Button("Cancel this job", variant="stop", visible=False, elem_id="job-cancel")
         reuse = gr.Button("Use these settings again", visible=False, elem_id="job-reuse")
+        extend = gr.Button("Extend this video", visible=False, elem_id="job-extend")
     with gr.Row():
         with gr.Column():
             preview = gr.HTML("", visible=False, elem_id="job-preview")
@@ -60,20 +63,20 @@ def build_job_view() -> JobView:
             download = gr.DownloadButton("Download", visible=False, elem_id="job-download")
         with gr.Column():
             params = gr.JSON(label="Parameters used", visible=False, elem_id="job-params")
-    return JobView(header, progress, preview, video, gallery, download, params, cancel, reuse, error)
+    return JobView(header, progress, preview, video, gallery, download, params, cancel, reuse, error, extend)
 
 
 def render_job(ctx: UIContext, job_id: str | None) -> list[Any]:
     """Updates for every JobView output, from the job's current status."""
     hidden = gr.update(visible=False)
     if not job_id:
-        return [EMPTY, "", hidden, hidden, hidden, hidden, hidden, hidden, hidden, hidden]
+        return [EMPTY, "", hidden, hidden, hidden, hidden, hidden, hidden, hidden, hidden, hidden]
     try:
         status = ctx.api.status(job_id)
     except (APIError, httpx.HTTPError) as exc:
         message = exc.detail if isinstance(exc, APIError) else f"cannot reach {ctx.server_url}: {exc}"
         return [gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
-                gr.skip(), gr.update(value=error_html(f"Job {job_id}: {message}"), visible=True)]
+                gr.skip(), gr.update(value=error_html(f"Job {job_id}: {message}"), visible=True), gr.skip()]
     state = status["status"]
     running = state in ("pending", "processing")
     percent = 100.0 if state == "completed" else float(status.get("progress") or 0.0)
@@ -104,7 +107,13 @@ def render_job(ctx: UIContext, job_id: str | None) -> list[Any]:
         params["seed_used"] = status["seed"]
     return [job_header(status), progress, preview, video, gallery, download,
             gr.update(value=params, visible=True), gr.update(visible=running),
-            gr.update(visible=bool(status.get("params"))), error]
+            gr.update(visible=bool(status.get("params"))), error,
+            gr.update(visible=is_extendable(status))]
+
+
+def is_extendable(status: dict[str, Any]) -> bool:
+    """Only a completed video job has a video to continue (POST /generate's extend_job_id)."""
+    return status.get("type") == "video" and status.get("status") == "completed"
 
 
 def _preview_html(ctx: UIContext, job_id: str) -> str:

@@ -16,7 +16,8 @@ from framepack_api.ui.schedule import PROMPT_HELP, parse_times, schedule_preview
 from framepack_api.ui.submit import lora_picker, refused, submit
 
 
-def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdown, gr.Button]:
+def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdown, gr.Button, gr.Accordion]:
+    """The form, its LoRA picker and refresh button, and the extension section (the job view opens it)."""
     form = Form("vid", VideoParams)
     with gr.Row():
         with gr.Column():
@@ -40,7 +41,7 @@ def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdo
                     "keyframe_times", "Keyframe times (seconds)", placeholder="e.g. 1.5, 3",
                     info="One time per image, in the order uploaded. Each pins its image at the end of the "
                          "section nearest that time, as the end image pins the last one.")
-            build_extension_inputs(form)
+            extension = build_extension_inputs(form)
             button = gr.Button("Add to queue", variant="primary", elem_id="vid-submit")
             form.footer()
         with gr.Column():
@@ -109,4 +110,4 @@ def build_video_tab(ctx: UIContext, selected: gr.State) -> tuple[Form, gr.Dropdo
     for component in watched:
         component.change(on_change, watched, preview, show_progress="hidden")
     button.click(on_submit, form.inputs, [*form.feedback_outputs, selected], concurrency_limit=None)
-    return form, names, refresh
+    return form, names, refresh, extension
