@@ -51,6 +51,17 @@ class OpenAIError(Exception):
         self.headers = dict(headers or {})
 
 
+async def json_object_body(request: Request) -> dict[str, Any]:
+    """The request's JSON body, which every /v1 POST takes as an object; anything else is OpenAI's 400."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise OpenAIError(400, "The request body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
 def error_body(message: str, *, type: str = INVALID_REQUEST, param: str | None = None,
                code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}

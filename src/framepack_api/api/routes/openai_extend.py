@@ -26,7 +26,7 @@ from framepack_api.api import openai_store
 from framepack_api.api.auth import CallerDep
 from framepack_api.api.contract import SUBMIT_CODES, errors
 from framepack_api.api.deps import AppState, StateDep
-from framepack_api.api.openai_errors import OpenAIError, OpenAIRoute
+from framepack_api.api.openai_errors import OpenAIError, OpenAIRoute, json_object_body
 from framepack_api.api.routes.openai_videos import _answer, _load, video_object
 from framepack_api.api.submit import submit_video, validate_video_params
 from framepack_api.api.uploads import check_size, form_text
@@ -73,12 +73,7 @@ async def _read_extend_body(request: Request, max_bytes: int) -> tuple[dict[str,
             else:
                 fields[key] = form_text(key, value)
     elif content_type.startswith("application/json"):
-        try:
-            body = await request.json()
-        except ValueError:
-            raise OpenAIError(400, "The request body is not valid JSON.", code="invalid_json") from None
-        if not isinstance(body, dict):
-            raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
+        body = await json_object_body(request)
         video = body.pop("video", None)
         if isinstance(video, dict) and set(video) == {"id"} and isinstance(video["id"], str):
             video_id = video["id"]
@@ -130,12 +125,7 @@ async def remix_video(
     video_id: str, request: Request, state: StateDep, caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise OpenAIError(400, "The request body is not valid JSON.", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
+    body = await json_object_body(request)
     prompt = _required_prompt(body)
     for name in body:
         raise OpenAIError(400, f"Unknown parameter: '{name}'. A remix takes only a prompt.", param=name,

@@ -21,7 +21,7 @@ from framepack_api.api.auth import Caller, CallerDep
 from framepack_api.api.contract import SUBMIT_CODES, errors
 from framepack_api.api.deps import AppState, StateDep
 from framepack_api.api.downloads import stored_file
-from framepack_api.api.openai_errors import OpenAIError, OpenAIRoute
+from framepack_api.api.openai_errors import OpenAIError, OpenAIRoute, json_object_body
 from framepack_api.api.openai_store import VideoMeta
 from framepack_api.api.uploads import check_size, decode_base64, form_text
 from framepack_api.api.video_requests import (
@@ -177,12 +177,7 @@ async def _read_create_body(request: Request, max_bytes: int) -> tuple[dict[str,
             else:
                 fields[key] = form_text(key, value)
     elif content_type.startswith("application/json"):
-        try:
-            body = await request.json()
-        except ValueError:
-            raise OpenAIError(400, "The request body is not valid JSON.", code="invalid_json") from None
-        if not isinstance(body, dict):
-            raise OpenAIError(400, "The request body must be a JSON object.", code="invalid_json")
+        body = await json_object_body(request)
         reference = body.pop(REFERENCE, None)
         if isinstance(reference, dict):
             if set(reference) - {"image_url"} or "image_url" not in reference:
