@@ -45,6 +45,9 @@ RULES_BEYOND_THE_SCHEMA = {
     "POST /api/batch-images": "input_image must decode; at most one seed per prompt; LoRA files",
     "POST /api/transfer-image": "images and masks must decode; width and height come together; LoRA files",
     "POST /v1/videos": "input_reference must decode; seconds up to MAX_VIDEO_SECONDS; lora_scales per lora_paths",
+    "POST /v1/videos/extensions": "video must decode as a video, or be the id of a completed video of the caller",
+    "POST /v1/videos/{video_id}/remix": "prompt may carry a schedule whose syntax JSON Schema cannot state",
+    "POST /v1/videos/edits": "not offered: every call answers OpenAI's 400 unsupported_endpoint, by design",
     "GET /v1/videos": "`after` must be the id of one of the caller's videos (else 400, as OpenAI's cursors)",
 }
 DESIGNED_5XX = {"GET /health": "503 without a live worker, declared with its body",

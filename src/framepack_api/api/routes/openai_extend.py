@@ -42,6 +42,35 @@ EXTENSION_MODEL = "framepack-f1"  # extension is forward (F1) sampling
 DECIDED_HERE = {"extend_job_id": "video", "has_input_video": "video", "remixed_from": "remix"}
 
 
+_PROMPT = {"type": "string", "maxLength": 4000, "description": "What happens next (a schedule is allowed)."}
+_VIDEO_REF = {"type": "object", "required": ["id"], "additionalProperties": False,
+              "properties": {"id": {"type": "string", "description": "A completed video of yours."}}}
+
+
+def _json_and_multipart(properties: dict[str, Any], reference: dict[str, Any] | None = None,
+                        upload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An openapi_extra request body, as the SDK sends it; the routes read the raw request themselves."""
+    def schema(video: dict[str, Any] | None) -> dict[str, Any]:
+        props = {**properties, **({"video": video} if video is not None else {})}
+        return {"type": "object", "required": ["prompt"], "properties": props}
+
+    content = {"application/json": {"schema": schema(reference)}}
+    if upload is not None:
+        content["multipart/form-data"] = {"schema": schema(upload)}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+_EXTEND_BODY = _json_and_multipart(
+    {"prompt": _PROMPT, "seconds": {"type": "string", "examples": ["4"], "description": "Seconds to add."},
+     "extension_output": {"type": "string", "enum": ["whole", "new"]}},
+    reference=_VIDEO_REF,
+    upload={"type": "string", "format": "binary", "description": "An MP4 to continue."})
+_REMIX_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["prompt"], "additionalProperties": False, "properties": {"prompt": _PROMPT}}}}}}
+_EDIT_BODY = _json_and_multipart({"prompt": _PROMPT}, reference=_VIDEO_REF,
+                                 upload={"type": "string", "format": "binary"})
+
+
 def _required_prompt(fields: dict[str, Any]) -> str:
     prompt = fields.pop("prompt", None)
     if prompt is None:
@@ -91,7 +120,7 @@ async def _read_extend_body(request: Request, max_bytes: int) -> tuple[dict[str,
 
 
 @router.post("/videos/extensions", summary="Extend a completed video (OpenAI's API)",
-             responses=errors(404, 409, *SUBMIT_CODES))
+             responses=errors(404, 409, *SUBMIT_CODES), openapi_extra=_EXTEND_BODY)
 async def extend_video(
     request: Request, state: StateDep, caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
@@ -120,7 +149,7 @@ async def extend_video(
 
 
 @router.post("/videos/{video_id}/remix", summary="Remix a video with a new prompt (OpenAI's API)",
-             responses=errors(404, *SUBMIT_CODES))
+             responses=errors(404, *SUBMIT_CODES), openapi_extra=_REMIX_BODY)
 async def remix_video(
     video_id: str, request: Request, state: StateDep, caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
@@ -156,7 +185,8 @@ def _submit_remix(state: AppState, source: Job, prompt: str, idempotency_key: st
     return job
 
 
-@router.post("/videos/edits", summary="Not offered: video edits", responses=errors(400))
+@router.post("/videos/edits", summary="Not offered: video edits", responses=errors(400),
+             openapi_extra=_EDIT_BODY)
 def edit_video() -> JSONResponse:
     raise OpenAIError(400, "Video edits are not supported by this server. Use POST /v1/videos/extensions to "
                            "continue a video, or POST /v1/videos/{video_id}/remix to remake one with a new "
