@@ -21,6 +21,7 @@ from framepack_api.ui.job_view import render_job
 from framepack_api.ui.video_tab import build_video_tab
 
 from support.server import Server, png_bytes
+from support.ui_forms import press_submit
 
 QUICK = {"prompt": "more", "video_length": 0.3, "latent_window_size": 2, "steps": 1, "use_teacache": False,
          "resolution": 64}
@@ -39,15 +40,6 @@ def video_form(server: Server) -> tuple[Form, Callable[..., list[Any]]]:
         form, _names, _refresh, _section = build_video_tab(UIContext(server.url), gr.State())
     [handler] = [f.fn for f in blocks.fns.values() if f.fn is not None and f.fn.__name__ == "on_submit"]
     return form, handler
-
-
-def press_submit(form: Form, handler: Callable[..., list[Any]], **values: Any) -> tuple[dict[str, Any], Any]:
-    """Fill the form (defaults elsewhere), press the button; return the shown field errors and the job id."""
-    filled = {name: component.value for name, component in form.fields.items()}
-    filled.update(values)
-    out = handler(*(filled[name] for name in form.names))
-    errors = {name: update["value"] for name, update in zip(form.names, out, strict=False) if update["visible"]}
-    return errors, out[-1]
 
 
 def test_extend_a_finished_job_by_id_then_an_upload_keeping_the_new_part(server: Server, tmp_path: Path) -> None:

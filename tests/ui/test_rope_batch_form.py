@@ -22,6 +22,7 @@ from framepack_api.ui.images_tab import build_images_tab
 from framepack_api.ui.job_view import render_job
 
 from support.server import Server, png_bytes
+from support.ui_forms import press_submit
 
 QUICK = {"prompt": "a red coat", "steps": 1, "width": 64, "height": 64, "seed": 3}
 
@@ -39,15 +40,6 @@ def image_form(ctx: UIContext) -> tuple[Form, Callable[..., list[Any]]]:
         [one, _batch, _transfer], _pickers, _tabs = build_images_tab(ctx, gr.State())
     [handler] = [f.fn for f in blocks.fns.values() if f.fn is not None and f.fn.__name__ == "on_one"]
     return one, handler
-
-
-def press_submit(form: Form, handler: Callable[..., list[Any]], **values: Any) -> tuple[dict[str, Any], Any]:
-    """Fill the form (defaults elsewhere), press the button; return the shown field errors and the job id."""
-    filled = {name: component.value for name, component in form.fields.items()}
-    filled.update(values)
-    out = handler(*(filled[name] for name in form.names))
-    errors = {name: update["value"] for name, update in zip(form.names, out, strict=False) if update["visible"]}
-    return errors, out[-1]
 
 
 def test_a_range_makes_one_image_per_index_shown_and_downloadable(server: Server, tmp_path: Path) -> None:
